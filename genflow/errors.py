@@ -1,0 +1,75 @@
+"""Typed errors raised by genflow.
+
+Every error a user can trigger with bad input derives from :class:`GenflowError`
+and from the matching built-in (``ValueError``, ``TypeError``, ...), so code that
+already catches the built-in keeps working. Messages state what was expected and
+what was given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GenflowError",
+    "ShapeError",
+    "DTypeError",
+    "TimeGridError",
+    "TimeRangeError",
+    "NonFiniteError",
+    "ComponentError",
+    "UnknownComponentError",
+    "RegistryError",
+    "ConfigError",
+    "ParameterizationError",
+]
+
+
+class GenflowError(Exception):
+    """Base class of every error genflow raises on purpose."""
+
+
+class ShapeError(GenflowError, ValueError):
+    """A tensor has the wrong number of dimensions or the wrong size."""
+
+
+class DTypeError(GenflowError, TypeError):
+    """A tensor has a dtype the operation cannot use (e.g. an integer state)."""
+
+
+class TimeGridError(GenflowError, ValueError):
+    """A time grid is not 1-D, not strictly monotone, or not finite."""
+
+
+class TimeRangeError(GenflowError, ValueError):
+    """A time lies outside ``[0, 1]`` (t = 0 is data, t = 1 is noise)."""
+
+
+class NonFiniteError(GenflowError, FloatingPointError):
+    """NaN or Inf appeared while solving; the message names the time it appeared."""
+
+    def __init__(self, message: str, *, time: float | None = None) -> None:
+        super().__init__(message)
+        self.time = time
+
+
+class ComponentError(GenflowError, TypeError):
+    """A component is of the wrong kind: a class given instead of an instance,
+    or two components that cannot work together."""
+
+
+class UnknownComponentError(GenflowError, LookupError):
+    """A registry was asked for a name it does not hold."""
+
+    def __str__(self) -> str:  # LookupError/KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RegistryError(GenflowError, ValueError):
+    """A registration is invalid (duplicate name, abstract class, wrong base)."""
+
+
+class ConfigError(GenflowError, ValueError):
+    """A configuration dict cannot be turned back into a component."""
+
+
+class ParameterizationError(GenflowError, ValueError):
+    """An unknown model parameterisation (expected eps, x0, v, score or velocity)."""
