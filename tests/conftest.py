@@ -1,0 +1,12 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "genflow", deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.load_profile("genflow")
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
