@@ -125,6 +125,10 @@ class KarrasGrid(TimeGrid):
 
     def _grid(self, process, steps, t_start, t_end):
         ends = torch.exp(-process.log_snr(torch.tensor([t_start, t_end], dtype=torch.float64)))  # sigma / alpha
+        if not bool(torch.isfinite(ends[0])):
+            raise TimeGridError(
+                f"karras grid needs a finite sigma/alpha at t_start={t_start} (alpha is 0 there): use t_start < 1"
+            )
         lo, hi = ends[1] ** (1.0 / self.rho), ends[0] ** (1.0 / self.rho)
         ratio = (hi + (lo - hi) * _fractions(steps)) ** self.rho
         return process.t_from_log_snr(-torch.log(ratio))

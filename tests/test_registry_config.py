@@ -1,0 +1,113 @@
+"""Registries, configs and boundary validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genflow as gf
+from genflow.errors import (
+    ComponentError,
+    ConfigError,
+    DTypeError,
+    RegistryError,
+    ShapeError,
+    TimeGridError,
+    TimeRangeError,
+    UnknownComponentError,
+)
+from genflow.testing import GaussianMixture, GaussianMixtureScore
+
+
+def test_registry_lists_and_creates():
+    assert {"euler", "rk4", "dopri5", "euler_maruyama", "srk", "ddpm", "ddim", "dpm_solver_pp"} <= set(gf.SOLVERS.names())
+    assert gf.SOLVERS.names("dpm*") == ["dpm_solver_pp"]
+    solver = gf.SOLVERS.create("dopri5", rtol=1e-6, atol=1e-8)
+    assert isinstance(solver, gf.Dopri5) and solver.rtol == 1e-6
+    assert "dopri5" in gf.SOLVERS and len(gf.SOLVERS) >= 15
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(UnknownComponentError, match="unknown solver 'rk45'.*dopri5"):
+        gf.SOLVERS.create("rk45")
+
+
+def test_unknown_keyword_lists_accepted_ones():
+    with pytest.raises(TypeError, match="accepted arguments: rtol, atol, adjoint"):
+        gf.SOLVERS.create("dopri5", tol=1e-3)
+
+
+def test_registering_twice_or_abstract_fails():
+    with pytest.raises(RegistryError, match="already registered"):
+        gf.SOLVERS.register("rk4")(gf.Euler)
+    with pytest.raises(RegistryError, match="abstract"):
+        gf.SOLVERS.register("abstract_solver")(gf.Solver)
+    with pytest.raises(RegistryError, match="subclasses of Solver"):
+        gf.SOLVERS.register("not_a_solver")(int)
+
+
+def test_from_config_checks_the_name():
+    with pytest.raises(ConfigError, match="'dopri5'"):
+        gf.Dopri5.from_config({"name": "rk4"})
+    with pytest.raises(ConfigError, match="'name' key"):
+        gf.SOLVERS.from_config({"rtol": 1.0})
+
+
+@pytest.mark.parametrize("name", gf.TIME_GRIDS.names())
+def test_grid_config_round_trip(name):
+    grid = gf.TIME_GRIDS.create(name)
+    clone = gf.TIME_GRIDS.from_config(grid.to_config())
+    assert torch.equal(grid(gf.VPProcess(), 10), clone(gf.VPProcess(), 10))
+
+
+def test_model_config_round_trip():
+    mixture = GaussianMixture.isotropic([0.5, 0.5], torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), 0.3)
+    model = GaussianMixtureScore(mixture, gf.VEProcess(), "v")
+    clone = gf.MODELS.from_config(model.to_config())
+    x, t = torch.randn(4, 2, dtype=torch.float64), torch.full((4,), 0.5, dtype=torch.float64)
+    assert torch.equal(model(x, t), clone(x, t))
+
+
+def test_class_instead_of_instance_is_caught():
+    process = gf.VPProcess()
+    model = GaussianMixtureScore(GaussianMixture.isotropic([1.0], torch.zeros(1, 2), 1.0), process)
+    with pytest.raises(ComponentError, match=r"got the class DDIM itself \(did you mean DDIM\(\)\?\)"):
+        gf.Sampler(process, model, gf.DDIM)
+    with pytest.raises(ComponentError, match="class VPProcess"):
+        gf.Sampler(gf.VPProcess, model, gf.DDIM())
+    with pytest.raises(ComponentError, match="GaussianProcess; got BrownianBridge"):
+        gf.Sampler(gf.BrownianBridge(), model, gf.DDIM())
+
+
+@pytest.mark.parametrize(
+    "ts,error,match",
+    [
+        ([[0.0, 1.0]], TimeGridError, "1-D"),
+        ([], TimeGridError, "non-empty"),
+        ([0.0, 0.5, 0.3], TimeGridError, "strictly increasing or strictly decreasing"),
+        ([0.0, 0.5, 0.5], TimeGridError, "strictly"),
+        ([0.0, float("nan")], TimeGridError, "finite"),
+        ([0.0, 1.5], TimeRangeError, r"\[0, 1\]"),
+        ([-0.1, 0.5], TimeRangeError, r"got values in \[-0.1, 0.5\]"),
+    ],
+)
+@pytest.mark.parametrize("name", ["rk4", "euler_maruyama", "ddim"])
+def test_bad_time_grids(ts, error, match, name):
+    with pytest.raises(error, match=match):
+        gf.SOLVERS.create(name).solve(lambda x, t: x, torch.zeros(2, 2), ts)
+
+
+@pytest.mark.parametrize("name", ["rk4", "euler_maruyama", "ddim"])
+def test_bad_states(name):
+    solver = gf.SOLVERS.create(name)
+    with pytest.raises(DTypeError, match="floating-point.*torch.int64"):
+        solver.solve(lambda x, t: x, torch.zeros(2, 2, dtype=torch.long), [0.0, 1.0])
+    with pytest.raises(DTypeError, match="got list"):
+        solver.solve(lambda x, t: x, [1.0, 2.0], [0.0, 1.0])
+    with pytest.raises(ShapeError, match=r"got shape \(\)"):
+        solver.solve(lambda x, t: x, torch.tensor(1.0), [0.0, 1.0])
+
+
+def test_errors_are_builtin_subclasses():
+    assert issubclass(ShapeError, ValueError) and issubclass(ComponentError, TypeError)
+    assert issubclass(UnknownComponentError, LookupError)
