@@ -35,9 +35,9 @@ def _jsonable(value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: argument of type {type(value).__name__} cannot be stored in a JSON config")
 
 
-def _unknown_keyword_message(cls: type, sig: inspect.Signature, err: TypeError) -> str:
+def _unknown_keyword_message(name: str, sig: inspect.Signature, err: TypeError) -> str:
     accepted = [p.name for p in sig.parameters.values() if p.name != "self" and p.kind is not p.VAR_KEYWORD]
-    return f"{cls.__name__}(): {err}; accepted arguments: {', '.join(accepted) or '(none)'}"
+    return f"{name}(): {err}; accepted arguments: {', '.join(accepted) or '(none)'}"
 
 
 class Configurable:
@@ -60,7 +60,7 @@ class Configurable:
             try:
                 bound = sig.bind(self, *args, **kw)
             except TypeError as err:
-                raise TypeError(_unknown_keyword_message(cls, sig, err)) from None
+                raise TypeError(_unknown_keyword_message(type(self).__name__, sig, err)) from None
             if "_config_args" not in self.__dict__:  # the outermost (most derived) call wins
                 bound.apply_defaults()
                 arguments = dict(bound.arguments)

@@ -20,6 +20,7 @@ __all__ = [
     "RegistryError",
     "ConfigError",
     "ParameterizationError",
+    "GeneratorRequiredError",
 ]
 
 
@@ -73,3 +74,7 @@ class ConfigError(GenflowError, ValueError):
 
 class ParameterizationError(GenflowError, ValueError):
     """An unknown model parameterisation (expected eps, x0, v, score or velocity)."""
+
+
+class GeneratorRequiredError(GenflowError, TypeError):
+    """A random draw was asked for without an explicit ``torch.Generator`` (no hidden global RNG)."""

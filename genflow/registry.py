@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from genflow.errors import ConfigError, RegistryError, UnknownComponentError
 
@@ -24,11 +25,14 @@ class Registry(Generic[T]):
     Args:
         family: Human-readable family name used in messages ("solver").
         base: The abstract base class every entry must derive from.
+        check: Optional family-specific validation run on each class at registration
+            (raises :class:`RegistryError`), e.g. that a solver declares its kind.
     """
 
-    def __init__(self, family: str, base: type) -> None:
+    def __init__(self, family: str, base: type, check: Callable[[type], None] | None = None) -> None:
         self.family = family
         self.base = base
+        self.check = check
         self._entries: dict[str, type] = {}
 
     def register(self, name: str) -> Callable[[type], type]:
@@ -44,6 +48,8 @@ class Registry(Generic[T]):
             if inspect.isabstract(cls):
                 missing = ", ".join(sorted(cls.__abstractmethods__))
                 raise RegistryError(f"cannot register abstract {cls.__name__} as {name!r}: implement {missing}")
+            if self.check is not None:
+                self.check(cls)
             if name in self._entries:
                 raise RegistryError(
                     f"{self.family} name {name!r} is already registered to {self._entries[name].__name__}"

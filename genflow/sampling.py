@@ -20,6 +20,7 @@ from torch import Tensor
 from genflow.errors import ComponentError, ShapeError
 from genflow.model.base import ScoreModel
 from genflow.process.gaussian import GaussianProcess, ReverseSDE, check_parameterization
+from genflow.random import require_generator
 from genflow.solver.base import Solver, synchronize
 from genflow.solver.grids import TIME_GRIDS, TimeGrid
 from genflow.validation import check_instance
@@ -48,7 +49,9 @@ class ModelDenoiser:
         self.calls += 1
         out = self.model(x, t, cond=self.cond) if self.cond is not None else self.model(x, t)
         if out.shape != x.shape:
-            raise ShapeError(f"{type(self.model).__name__} returned shape {tuple(out.shape)}; expected {tuple(x.shape)}")
+            raise ShapeError(
+                f"{type(self.model).__name__} returned shape {tuple(out.shape)}; expected {tuple(x.shape)}"
+            )
         return out
 
     def _convert(self, x: Tensor, t: Tensor, target: str) -> Tensor:
@@ -99,7 +102,7 @@ class Sampler:
 
     Args:
         process: The Gaussian process the model was trained on.
-        model: A :class:`ScoreModel` instance.
+        model: A :class:`ScoreModel` instance declaring its ``parameterization``.
         solver: A :class:`Solver` instance of kind ``ode``, ``sde`` or ``diffusion``.
         grid: A :class:`TimeGrid` or its registered name; default: the process's.
         t_start: First time (noise side); default ``process.t_max``.
@@ -122,14 +125,16 @@ class Sampler:
         denoise_final: bool = False,
     ) -> None:
         self.process = check_instance(process, GaussianProcess, "process")
-        self.model = check_instance(model, torch.nn.Module, "model")
+        self.model = check_instance(model, ScoreModel, "model")
         self.solver = check_instance(solver, Solver, "solver")
         parameterization = getattr(model, "parameterization", None)
         if parameterization is None:
             raise ComponentError(f"model {type(model).__name__} must declare a parameterization")
         check_parameterization(parameterization)
         if solver.kind not in ("ode", "sde", "diffusion"):
-            raise ComponentError(f"solver kind must be ode, sde or diffusion; {type(solver).__name__} declares {solver.kind!r}")
+            raise ComponentError(
+                f"solver kind must be ode, sde or diffusion; {type(solver).__name__} declares {solver.kind!r}"
+            )
         grid = grid if grid is not None else process.default_grid
         self.grid = TIME_GRIDS.create(grid) if isinstance(grid, str) else check_instance(grid, TimeGrid, "grid")
         self.t_start, self.t_end = t_start, t_end
@@ -164,7 +169,7 @@ class Sampler:
         Args:
             shape: ``(n, *event_shape)``.
             steps: Grid steps (for adaptive ODE solvers, output times only).
-            generator: Randomness for the prior and stochastic solvers.
+            generator: Randomness for the prior and stochastic solvers (required).
             batch_size: Generate in chunks of this size (bounded peak memory).
             cond: Conditioning passed to the model, first dimension ``n``.
             return_trajectory: Also return states at every grid time.
@@ -173,7 +178,9 @@ class Sampler:
 
         Raises:
             ShapeError: bad ``shape`` or ``batch_size``.
+            GeneratorRequiredError: no ``generator``.
         """
+        require_generator(generator, "Sampler.sample")
         shape = tuple(int(s) for s in shape)
         if len(shape) < 1 or shape[0] < 1:
             raise ShapeError(f"shape must be (n, *event_shape) with n >= 1; got {shape}")
@@ -192,7 +199,9 @@ class Sampler:
             b = min(chunk, n - lo)
             denoiser = ModelDenoiser(self.process, self.model, None if cond is None else cond[lo : lo + b])
             x = self.process.prior((b, *shape[1:]), generator, dtype=dtype, device=device)
-            sol = self.solver.solve(self._field(denoiser), x, ts, generator=generator, return_trajectory=return_trajectory)
+            sol = self.solver.solve(
+                self._field(denoiser), x, ts, generator=generator, return_trajectory=return_trajectory
+            )
             x = sol.x
             if self.denoise_final:
                 x = denoiser.predict(x, ts[-1])[0]

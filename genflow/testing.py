@@ -11,16 +11,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from genflow.errors import ShapeError
 from genflow.model.base import MODELS, ScoreModel
-
 from genflow.process.gaussian import GaussianProcess, check_parameterization
-from genflow.random import standard_normal
+from genflow.random import require_generator, standard_normal
 from genflow.validation import check_instance
 
 __all__ = ["LinearODE", "OrnsteinUhlenbeck", "GeometricBrownianMotion", "GaussianMixture", "GaussianMixtureScore"]
@@ -128,8 +128,9 @@ class GaussianMixture:
     def dim(self) -> int:
         return math.prod(self.event_shape)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``n`` draws (float64) and their component labels."""
+        generator = require_generator(generator, "GaussianMixture.sample")
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = standard_normal((n, self.dim), generator, dtype=torch.float64, device="cpu")
         scale = self.eigenvectors[labels] * self.eigenvalues[labels].sqrt().unsqueeze(1)
@@ -225,6 +226,6 @@ class GaussianMixtureScore(ScoreModel):
     def from_config(cls, config: dict[str, Any]) -> GaussianMixtureScore:
         from genflow.process.base import PROCESSES
 
-        return cls(GaussianMixture(**config["mixture"]), PROCESSES.from_config(config["process"]), config["parameterization"])
-
-
+        return cls(
+            GaussianMixture(**config["mixture"]), PROCESSES.from_config(config["process"]), config["parameterization"]
+        )

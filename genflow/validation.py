@@ -18,6 +18,7 @@ from genflow.errors import ComponentError, DTypeError, ShapeError, TimeGridError
 __all__ = [
     "check_state",
     "check_time",
+    "check_time_range",
     "check_time_grid",
     "check_instance",
 ]

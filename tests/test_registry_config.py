@@ -10,6 +10,7 @@ from genflow.errors import (
     ComponentError,
     ConfigError,
     DTypeError,
+    GeneratorRequiredError,
     RegistryError,
     ShapeError,
     TimeGridError,
@@ -20,7 +21,9 @@ from genflow.testing import GaussianMixture, GaussianMixtureScore
 
 
 def test_registry_lists_and_creates():
-    assert {"euler", "rk4", "dopri5", "euler_maruyama", "srk", "ddpm", "ddim", "dpm_solver_pp"} <= set(gf.SOLVERS.names())
+    assert {"euler", "rk4", "dopri5", "euler_maruyama", "srk", "ddpm", "ddim", "dpm_solver_pp"} <= set(
+        gf.SOLVERS.names()
+    )
     assert gf.SOLVERS.names("dpm*") == ["dpm_solver_pp"]
     solver = gf.SOLVERS.create("dopri5", rtol=1e-6, atol=1e-8)
     assert isinstance(solver, gf.Dopri5) and solver.rtol == 1e-6
@@ -33,7 +36,7 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_unknown_keyword_lists_accepted_ones():
-    with pytest.raises(TypeError, match="accepted arguments: rtol, atol, adjoint"):
+    with pytest.raises(TypeError, match=r"Dopri5\(\): .*accepted arguments: rtol, atol, adjoint"):
         gf.SOLVERS.create("dopri5", tol=1e-3)
 
 
@@ -44,6 +47,28 @@ def test_registering_twice_or_abstract_fails():
         gf.SOLVERS.register("abstract_solver")(gf.Solver)
     with pytest.raises(RegistryError, match="subclasses of Solver"):
         gf.SOLVERS.register("not_a_solver")(int)
+
+    class NoKind(gf.Solver):
+        def _solve(self, field, x, ts, *, generator):
+            return x, None, 0
+
+    with pytest.raises(RegistryError, match="must declare kind as one of ode, sde, diffusion; got None"):
+        gf.SOLVERS.register("no_kind")(NoKind)
+    assert "no_kind" not in gf.SOLVERS
+
+
+def test_randomness_needs_an_explicit_generator():
+    x, ts = torch.zeros(2, 2), torch.linspace(1.0, 0.0, 3)
+    from genflow.testing import OrnsteinUhlenbeck
+
+    with pytest.raises(GeneratorRequiredError, match="EulerMaruyama.solve"):
+        gf.EulerMaruyama().solve(OrnsteinUhlenbeck(), x, ts)
+    with pytest.raises(GeneratorRequiredError, match="VPProcess.prior"):
+        gf.VPProcess().prior((2, 2), None)
+    with pytest.raises(GeneratorRequiredError, match="GaussianMixture.sample"):
+        GaussianMixture.isotropic([1.0], torch.zeros(1, 2), 1.0).sample(3, None)
+    # deterministic solvers need none
+    assert gf.RK4().solve(lambda x, t: -x, x, ts).nfe == 8
 
 
 def test_from_config_checks_the_name():

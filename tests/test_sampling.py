@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 
 import genflow as gf
-from genflow.errors import ComponentError, ShapeError
+from genflow.errors import ComponentError, GeneratorRequiredError, ShapeError
 from genflow.testing import GaussianMixture, GaussianMixtureScore
 from tests.strategies import event_shapes, seeds
 
@@ -96,16 +96,25 @@ def test_sampler_defaults_and_errors():
     assert isinstance(sampler.grid, gf.KarrasGrid)  # the process's default grid
     assert gf.Sampler(gf.VPProcess(), model, gf.DDIM()).grid.registry_name == "logsnr"
     with pytest.raises(ShapeError, match="batch_size"):
-        sampler.sample((4, 2), 3, batch_size=0)
+        sampler.sample((4, 2), 3, batch_size=0, generator=torch.Generator())
     with pytest.raises(ShapeError, match="n >= 1"):
-        sampler.sample((0, 2), 3)
+        sampler.sample((0, 2), 3, generator=torch.Generator())
 
-    class NoParam(torch.nn.Module):
+    class Plain(torch.nn.Module):
         def forward(self, x, t):
+            return x
+
+    with pytest.raises(ComponentError, match="instance of ScoreModel; got Plain"):
+        gf.Sampler(process, Plain(), gf.DDIM())
+
+    class NoParam(gf.ScoreModel):
+        def forward(self, x, t, *, cond=None, exit=None):
             return x
 
     with pytest.raises(ComponentError, match="parameterization"):
         gf.Sampler(process, NoParam(), gf.DDIM())
+    with pytest.raises(GeneratorRequiredError, match="Sampler.sample.*manual_seed"):
+        sampler.sample((4, 2), 3)
 
     class WrongShape(gf.ScoreModel):
         parameterization = "eps"
@@ -114,4 +123,4 @@ def test_sampler_defaults_and_errors():
             return x[:, :1]
 
     with pytest.raises(ShapeError, match="returned shape"):
-        gf.Sampler(process, WrongShape(), gf.DDIM()).sample((4, 2), 3)
+        gf.Sampler(process, WrongShape(), gf.DDIM()).sample((4, 2), 3, generator=torch.Generator())

@@ -33,7 +33,9 @@ def sliced_wasserstein(
     """
     x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
     if x.shape != y.shape:
-        raise ShapeError(f"x and y must have the same (n, d) after flattening; got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ShapeError(
+            f"x and y must have the same (n, d) after flattening; got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     dirs = torch.randn(x.shape[1], projections, generator=generator, dtype=torch.float64)
     dirs = (dirs / dirs.norm(dim=0, keepdim=True)).to(device=x.device)
     px = torch.sort(x.to(torch.float64) @ dirs, dim=0).values

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from genflow.errors import ConfigError, ShapeError
+from genflow.errors import ComponentError, ConfigError, ShapeError
 from genflow.process.base import PROCESSES, Process, broadcast_time
 from genflow.validation import check_time
 
@@ -36,7 +36,9 @@ class BrownianBridge(Process):
     def marginal(self, x0: Tensor, t: Tensor | float, *, x1: Tensor | None = None) -> tuple[Tensor, Tensor]:
         t = self._time_for(x0, t)
         if x1 is None:
-            raise ConfigError("BrownianBridge.marginal needs the paired end point x1 (the source at t = 1)")
+            raise ComponentError(
+                "BrownianBridge.marginal needs the paired end point x1 (the source at t = 1); got None"
+            )
         if x1.shape != x0.shape:
             raise ShapeError(f"x1 must have x0's shape {tuple(x0.shape)}; got {tuple(x1.shape)}")
         tb = broadcast_time(t, x0)

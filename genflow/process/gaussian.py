@@ -16,8 +16,9 @@ References:
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -91,14 +92,14 @@ class GaussianProcess(Process):
     # ----------------------------------------------------------------- marginals
     def marginal(self, x0: Tensor, t: Tensor | float, *, x1: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if x1 is not None:
-            raise ComponentError(f"{type(self).__name__} is not a bridge: x1 must be None")
+            raise ComponentError(f"{type(self).__name__} is not a bridge: x1 must be None; got a {type(x1).__name__}")
         t = self._time_for(x0, t)
         return broadcast_time(self.alpha(t), x0) * x0, broadcast_time(self.sigma(t), x0)
 
     def prior(
         self,
         shape: tuple[int, ...],
-        generator: torch.Generator | None = None,
+        generator: torch.Generator,
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
@@ -108,9 +109,11 @@ class GaussianProcess(Process):
         Noise is drawn on the generator's device and moved (:func:`genflow.random.standard_normal`).
         """
         dtype = dtype or torch.get_default_dtype()
-        device = device or (generator.device if generator is not None else "cpu")
+        device = device or getattr(generator, "device", "cpu")
         scale = float(self.sigma(torch.tensor(self.t_max, dtype=torch.float64)))
-        return scale * standard_normal(shape, generator, dtype=dtype, device=device)
+        return scale * standard_normal(
+            shape, generator, dtype=dtype, device=device, where=f"{type(self).__name__}.prior"
+        )
 
     def posterior(self, x0: Tensor, xt: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and std of ``q(x_s | x_t, x_0)`` for ``s < t`` (Kingma et al. 2021, eq. 30-33).
@@ -119,7 +122,9 @@ class GaussianProcess(Process):
         mean ``= alpha_ts sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_ts^2 / sigma_t^2 x_0`` and
         variance ``= sigma_ts^2 sigma_s^2 / sigma_t^2``.
         """
-        a_t, s_t, a_s, s_s = (broadcast_time(c, xt) for c in (self.alpha(t), self.sigma(t), self.alpha(s), self.sigma(s)))
+        a_t, s_t, a_s, s_s = (
+            broadcast_time(c, xt) for c in (self.alpha(t), self.sigma(t), self.alpha(s), self.sigma(s))
+        )
         a_ts = a_t / a_s
         var_ts = (s_t**2 - a_ts**2 * s_s**2).clamp_min(0.0)
         mean = a_ts * s_s**2 / s_t**2 * xt + a_s * var_ts / s_t**2 * x0

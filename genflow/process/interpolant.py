@@ -20,9 +20,13 @@ __all__ = ["LinearInterpolant"]
 class LinearInterpolant(GaussianProcess):
     """Straight path from data (t=0) to standard normal noise (t=1).
 
-    Its velocity parameterisation is ``u = z - x_0``. The forward SDE's drift
-    ``-x/(1-t)`` is singular at ``t = 1``: sample it with an ODE solver or a
-    native diffusion sampler, or start an SDE below ``t = 1``.
+    Its velocity parameterisation is ``u = z - x_0``. End points are singular
+    for some parameterisations: ``alpha(1) = 0``, so an ``eps`` or ``score``
+    model cannot give ``x0`` at ``t = 1`` (start below it with ``t_start``),
+    and ``sigma(0) = 0``, so an ``x0`` model cannot give ``eps`` at ``t = 0``.
+    Train it in ``velocity`` (or ``v``) form, which is regular on all of
+    ``[0, 1]``. The forward SDE's drift ``-x/(1-t)`` is singular at ``t = 1``:
+    sample it with an ODE solver or a native diffusion sampler.
     """
 
     def __init__(self) -> None:

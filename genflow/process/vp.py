@@ -10,7 +10,7 @@ steps (as in DPM-Solver's discrete schedule).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -56,7 +56,9 @@ class VPProcess(GaussianProcess):
         self.t_max = 1.0
         if schedule == "linear":
             if not 0.0 < beta_min < beta_max:
-                raise ConfigError(f"VPProcess needs 0 < beta_min < beta_max; got beta_min={beta_min}, beta_max={beta_max}")
+                raise ConfigError(
+                    f"VPProcess needs 0 < beta_min < beta_max; got beta_min={beta_min}, beta_max={beta_max}"
+                )
             self.beta_min, self.beta_max = float(beta_min), float(beta_max)
         elif schedule == "cosine":
             if cosine_offset <= 0:
@@ -68,7 +70,9 @@ class VPProcess(GaussianProcess):
                 raise ConfigError("VPProcess(schedule='discrete') needs betas; use VPProcess.from_betas(betas)")
             b = torch.as_tensor(betas, dtype=torch.float64).flatten()
             if b.numel() < 2 or not bool(((b > 0) & (b < 1)).all()):
-                raise ConfigError(f"betas must be a 1-D sequence of at least 2 values in (0, 1); got {b.numel()} values")
+                raise ConfigError(
+                    f"betas must be a 1-D sequence of at least 2 values in (0, 1); got {b.numel()} values"
+                )
             # log alpha at knots t = n / N, n = 0..N (log alpha(0) = 0)
             self._log_alpha_knots = torch.cat([b.new_zeros(1), 0.5 * torch.cumsum(torch.log1p(-b), 0)])
             self._n_steps = b.numel()
@@ -85,7 +89,9 @@ class VPProcess(GaussianProcess):
             return -0.5 * (self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2)
         if self.schedule == "cosine":
             s = self.cosine_offset
-            return torch.log(torch.cos(0.5 * math.pi * (t + s) / (1 + s))) - math.log(math.cos(0.5 * math.pi * s / (1 + s)))
+            return torch.log(torch.cos(0.5 * math.pi * (t + s) / (1 + s))) - math.log(
+                math.cos(0.5 * math.pi * s / (1 + s))
+            )
         idx, frac, knots = self._segment(t)
         return knots[idx] + frac * (knots[idx + 1] - knots[idx])
 

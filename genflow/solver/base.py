@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from genflow.config import Configurable
-from genflow.errors import NonFiniteError, ShapeError
+from genflow.errors import NonFiniteError, RegistryError, ShapeError
 from genflow.registry import Registry
 from genflow.validation import check_state, check_time_grid
 
@@ -143,6 +144,8 @@ class Solver(Configurable, ABC):
     nfe_per_step: ClassVar[int] = 1
     is_stochastic: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False
+    ode_twin: ClassVar[str | None] = None
+    """For SDE solvers: the registered ODE solver this one reduces to at zero diffusion (None if none)."""
 
     def solve(
         self,
@@ -189,9 +192,7 @@ class Solver(Configurable, ABC):
         seconds = time.perf_counter() - start
         if final.shape != x.shape:
             raise ShapeError(f"{type(self).__name__} returned shape {tuple(final.shape)}; expected {tuple(x.shape)}")
-        return Solution(
-            x=final, ts=ts, trajectory=trajectory if return_trajectory else None, nfe=nfe, seconds=seconds
-        )
+        return Solution(x=final, ts=ts, trajectory=trajectory if return_trajectory else None, nfe=nfe, seconds=seconds)
 
     solve_options: ClassVar[tuple[str, ...]] = ()
     """Extra keyword options :meth:`solve` accepts for this solver."""
@@ -212,4 +213,18 @@ class Solver(Configurable, ABC):
         return f"{type(self).__name__}({args})"
 
 
-SOLVERS: Registry[Solver] = Registry("solver", Solver)
+SOLVER_KINDS = ("ode", "sde", "diffusion")
+
+
+def _check_declarations(cls: type[Solver]) -> None:
+    """Registration-time check that a solver declares its numerics (diffrax-style)."""
+    kind = getattr(cls, "kind", None)
+    if kind not in SOLVER_KINDS:
+        raise RegistryError(f"{cls.__name__} must declare kind as one of {', '.join(SOLVER_KINDS)}; got {kind!r}")
+    if kind == "sde" and (cls.strong_order is None or cls.weak_order is None):
+        raise RegistryError(f"SDE solver {cls.__name__} must declare strong_order and weak_order")
+    if not (isinstance(cls.nfe_per_step, int) and cls.nfe_per_step >= 1):
+        raise RegistryError(f"{cls.__name__}.nfe_per_step must be an int >= 1; got {cls.nfe_per_step!r}")
+
+
+SOLVERS: Registry[Solver] = Registry("solver", Solver, check=_check_declarations)

@@ -36,7 +36,9 @@ class _DiffusionSampler(Solver):
                 f"got {type(denoiser).__name__}"
             )
         if not bool((ts[1:] < ts[:-1]).all()):
-            raise TimeGridError(f"{type(self).__name__} samples from noise to data: ts must decrease; got {ts.tolist()[:8]}")
+            raise TimeGridError(
+                f"{type(self).__name__} samples from noise to data: ts must decrease; got {ts.tolist()[:8]}"
+            )
         batch = x.shape[0]
         states, finite = [x], [torch.isfinite(x).all()]
         history: list[Tensor] = []  # x0 predictions, newest last (multistep methods)
@@ -72,7 +74,7 @@ class DDPM(_DiffusionSampler):
 
     def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
         mean, std = process.posterior(x0, x, t, s)
-        return mean + std * standard_normal(x.shape, generator, dtype=x.dtype, device=x.device)
+        return mean + std * standard_normal(x.shape, generator, dtype=x.dtype, device=x.device, where="DDPM.solve")
 
 
 @SOLVERS.register("ddim")
@@ -100,7 +102,7 @@ class DDIM(_DiffusionSampler):
             return a_s * x0 + s_s * eps
         ratio = torch.exp(2.0 * (process.log_snr(t) - process.log_snr(s))).reshape(a_s.shape)
         c = self.eta * s_s * (1.0 - ratio).clamp_min(0.0).sqrt()
-        z = standard_normal(x.shape, generator, dtype=x.dtype, device=x.device)
+        z = standard_normal(x.shape, generator, dtype=x.dtype, device=x.device, where="DDIM(eta > 0).solve")
         return a_s * x0 + (s_s**2 - c**2).clamp_min(0.0).sqrt() * eps + c * z
 
 

@@ -55,7 +55,9 @@ class TimeGrid(Configurable, ABC):
         grid = self._grid(process, steps, t_start, t_end).to(torch.float64)
         grid[0], grid[-1] = t_start, t_end
         if not bool((grid[1:] < grid[:-1]).all()):
-            raise TimeGridError(f"{type(self).__name__} produced a non-decreasing grid for {steps} steps: {grid.tolist()}")
+            raise TimeGridError(
+                f"{type(self).__name__} produced a non-decreasing grid for {steps} steps: {grid.tolist()}"
+            )
         return grid.to(dtype=dtype, device=device)
 
     @abstractmethod

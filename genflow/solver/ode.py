@@ -12,8 +12,8 @@ Reference: Chen et al. 2018, "Neural Ordinary Differential Equations" (torchdiff
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
-
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -171,5 +171,3 @@ class Dopri8(_AdaptiveODESolver):
     method = "dopri8"
     order = 8
     nfe_per_step = 12
-
-

@@ -26,6 +26,7 @@ import torchsde
 from torch import Tensor
 
 from genflow.errors import ComponentError, ShapeError
+from genflow.random import seed_from
 from genflow.solver.base import SOLVERS, CountingField, Solver, raise_if_nonfinite
 
 __all__ = ["EulerMaruyama", "Milstein", "SRK", "ReversibleHeun"]
@@ -41,6 +42,7 @@ class _TimeChangedSDE:
         self.sde_type = sde_type
         self.ts = ts
         self.steps = ts[1:] - ts[:-1]
+        self.time_range = (float(ts.min()), float(ts.max()))
         self.event_shape = event_shape
         self.segment = 0  # current interval for a per-interval solve; None for one uniform solve
         self.drift = CountingField(sde.drift)
@@ -115,7 +117,9 @@ class _TimeChangedBrownian:
         sa_t, sb_t = torch.as_tensor(sa), torch.as_tensor(sb)
         ta, h = self.sde.time(sa_t.to(self.sde.ts))
         tb, _ = self.sde.time(sb_t.to(self.sde.ts))
-        lo, hi = float(torch.minimum(ta, tb)), float(torch.maximum(ta, tb))
+        t_lo, t_hi = self.sde.time_range
+        lo = min(max(float(torch.minimum(ta, tb)), t_lo), t_hi)  # clamp round-off of the time change
+        hi = min(max(float(torch.maximum(ta, tb)), t_lo), t_hi)
         scale = float(h.abs())
         if return_U:
             w, u = self.brownian(lo, hi, return_U=True)
@@ -133,8 +137,6 @@ class _TorchsdeSolver(Solver):
     method: ClassVar[str]
     sde_type: ClassVar[str] = "ito"
     levy_area: ClassVar[str] = "none"
-    ode_twin: ClassVar[str | None] = None
-    """Registered ODE solver this one reduces to when the diffusion is zero (None if none)."""
     solve_options = ("brownian",)
 
     def __init__(self) -> None:
@@ -155,10 +157,16 @@ class _TorchsdeSolver(Solver):
         if brownian is not None:
             bm = _TimeChangedBrownian(brownian, adapter)
         else:
-            seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device if generator else "cpu"))
+            seed = seed_from(generator, f"{type(self).__name__}.solve")
             bm = torchsde.BrownianInterval(
-                t0=0.0, t1=float(n), size=tuple(y0.shape), dtype=x.dtype, device=x.device,
-                entropy=seed, dt=1.0, levy_area_approximation=self.levy_area,
+                t0=0.0,
+                t1=float(n),
+                size=tuple(y0.shape),
+                dtype=x.dtype,
+                device=x.device,
+                entropy=seed,
+                dt=1.0,
+                levy_area_approximation=self.levy_area,
             )
         common = dict(bm=bm, method=self.method, dt=1.0)
         if uniform:

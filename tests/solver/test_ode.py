@@ -38,8 +38,8 @@ def test_empirical_order_matches_declared(name):
 @pytest.mark.parametrize("name", ADAPTIVE_ODE_SOLVERS)
 def test_adaptive_error_follows_tolerance(name):
     loose = _error(gf.SOLVERS.create(name, rtol=1e-4, atol=1e-4), 4)
-    tight = _error(gf.SOLVERS.create(name, rtol=1e-9, atol=1e-9), 4)
-    assert tight < 1e-6
+    tight = _error(gf.SOLVERS.create(name, rtol=1e-8, atol=1e-8), 4)
+    assert tight < 1e-5
     assert tight < loose
 
 
@@ -57,11 +57,11 @@ def test_exact_for_constant_and_linear_in_t_fields(name):
 
 @pytest.mark.parametrize("name", ODE_SOLVERS)
 def test_time_reversal_returns_to_start(name):
-    solver = gf.SOLVERS.create(name) if name in FIXED_ODE_SOLVERS else gf.SOLVERS.create(name, rtol=1e-9, atol=1e-9)
+    solver = gf.SOLVERS.create(name) if name in FIXED_ODE_SOLVERS else gf.SOLVERS.create(name, rtol=1e-8, atol=1e-8)
     ts = torch.linspace(0.0, 1.0, 65, dtype=torch.float64)
     forward = solver.solve(PROBLEM, X0, ts)
     back = solver.solve(PROBLEM, forward.x, ts.flip(0))
-    bound = 20 * (1 / 64) ** solver.order if name in FIXED_ODE_SOLVERS else 1e-6
+    bound = 20 * (1 / 64) ** solver.order if name in FIXED_ODE_SOLVERS else 1e-5
     assert float((back.x - X0).abs().max()) < bound
 
 
@@ -136,7 +136,7 @@ def test_adjoint_agrees_with_backprop(name):
         sol = gf.SOLVERS.create(name, adjoint=adjoint, **kw).solve(field, x, ts)
         (sol.x**2).sum().backward()
         grads.append([x.grad.clone()] + [p.grad.clone() for p in field.parameters()])
-    for direct, adj in zip(*grads):
+    for direct, adj in zip(*grads, strict=True):
         assert torch.allclose(direct, adj, atol=1e-5, rtol=1e-5)
 
 
