@@ -108,10 +108,16 @@ def raise_if_nonfinite(states: Tensor, ts: Tensor, what: str = "state") -> None:
             ``(len(ts),)`` bool tensor of per-time "all finite" flags.
         ts: The grid.
 
-    One device-to-host copy (a cheap per-grid-point check instead of one per
-    field evaluation).
+    Only the final state is checked on the normal path (NaN and Inf propagate
+    through a solver's arithmetic), at the cost of one device-to-host copy; the
+    trajectory is searched only to locate a failure.
     """
-    finite = states if states.dtype == torch.bool else torch.isfinite(states.reshape(states.shape[0], -1)).all(dim=1)
+    if states.dtype == torch.bool:
+        finite = states
+    else:
+        if bool(torch.isfinite(states[-1]).all()):
+            return
+        finite = torch.isfinite(states.reshape(states.shape[0], -1)).all(dim=1)
     if bool(finite.all()):
         return
     k = int((~finite).nonzero()[0, 0])
@@ -187,7 +193,9 @@ class Solver(Configurable, ABC):
             traj = x.unsqueeze(0) if return_trajectory else None
             return Solution(x=x, ts=ts, trajectory=traj, nfe=0, seconds=0.0)
         start = time.perf_counter()
-        final, trajectory, nfe = self._solve(field, x, ts, generator=generator, **options)
+        final, trajectory, nfe = self._solve(
+            field, x, ts, generator=generator, return_trajectory=return_trajectory, **options
+        )
         synchronize(final)
         seconds = time.perf_counter() - start
         if final.shape != x.shape:
@@ -199,13 +207,21 @@ class Solver(Configurable, ABC):
 
     @abstractmethod
     def _solve(
-        self, field: Any, x: Tensor, ts: Tensor, *, generator: torch.Generator | None, **options: Any
+        self,
+        field: Any,
+        x: Tensor,
+        ts: Tensor,
+        *,
+        generator: torch.Generator | None,
+        return_trajectory: bool,
+        **options: Any,
     ) -> tuple[Tensor, Tensor | None, int]:
         """Integrate over a validated grid with ``len(ts) >= 2``.
 
         Returns:
-            ``(final state, trajectory at ts or None, nfe)``. Implementations
-            check the states at the grid points with :func:`raise_if_nonfinite`.
+            ``(final state, trajectory at ts or None, nfe)``; the trajectory may
+            be ``None`` unless ``return_trajectory``. Implementations check the
+            states at the grid points with :func:`raise_if_nonfinite`.
         """
 
     def __repr__(self) -> str:

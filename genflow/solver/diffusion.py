@@ -28,7 +28,7 @@ class _DiffusionSampler(Solver):
     kind = "diffusion"
     nfe_per_step = 1
 
-    def _solve(self, denoiser, x, ts, *, generator):
+    def _solve(self, denoiser, x, ts, *, generator, return_trajectory):
         process = getattr(denoiser, "process", None)
         if not isinstance(process, GaussianProcess) or not callable(getattr(denoiser, "predict", None)):
             raise ComponentError(
@@ -40,7 +40,7 @@ class _DiffusionSampler(Solver):
                 f"{type(self).__name__} samples from noise to data: ts must decrease; got {ts.tolist()[:8]}"
             )
         batch = x.shape[0]
-        states, finite = [x], [torch.isfinite(x).all()]
+        states, finite = [x], [torch.isfinite(x).all()]  # states kept only for a requested trajectory
         history: list[Tensor] = []  # x0 predictions, newest last (multistep methods)
         nfe = 0
         for k in range(ts.numel() - 1):
@@ -49,10 +49,11 @@ class _DiffusionSampler(Solver):
             nfe += 1
             history = (history + [x0])[-3:]
             x = self._step(process, x, x0, eps, history, ts, k, t, s, generator)
-            states.append(x)
+            if return_trajectory:
+                states.append(x)
             finite.append(torch.isfinite(x).all())  # flags stay on device: one sync at the end
         raise_if_nonfinite(torch.stack(finite), ts)
-        return x, torch.stack(states), nfe
+        return x, torch.stack(states) if return_trajectory else None, nfe
 
     def _step(self, process, x, x0, eps, history, ts, k, t, s, generator) -> Tensor:
         raise NotImplementedError

@@ -52,7 +52,7 @@ class _TorchdiffeqSolver(Solver):
         """``(keyword arguments, options dict)`` for ``odeint``."""
         raise NotImplementedError
 
-    def _solve(self, field, x, ts, *, generator, adjoint_params=None):
+    def _solve(self, field, x, ts, *, generator, return_trajectory, adjoint_params=None):
         lo, hi = float(ts.min()), float(ts.max())
         func = _TorchdiffeqFunc(field, lo, hi)
         kwargs, options = self._torchdiffeq_options(ts)

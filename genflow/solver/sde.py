@@ -5,9 +5,13 @@ decreasing and often non-uniform, so each grid interval ``[t_k, t_{k+1}]`` is
 mapped to the unit interval ``[k, k+1]`` of a solver time ``s`` and solved in
 one step of ``ds = 1``: with ``h_k = t_{k+1} - t_k``,
 ``dX = f(X, t(s)) h_k ds + g(X, t(s)) sqrt(|h_k|) dW_s``, which is the same SDE
-in law, stepped exactly on the grid. A uniform grid is one torchsde call; a
-non-uniform grid is one call per interval (so multi-step methods such as the
-reversible Heun restart at each grid point). The default Brownian motion lives
+in law, stepped exactly on the grid. Methods that evaluate only at the start of
+a step (Euler-Maruyama, Milstein) take any grid in one torchsde call, the
+interval being ``floor(s)``; methods that also evaluate at a step's end (SRK,
+reversible Heun) would see the next interval's ``h`` there, so on a non-uniform
+grid they are solved one interval per call (the reversible Heun then restarts
+at each grid point). torchsde's shape check calls the drift once per call; that
+call is answered without the model. The default Brownian motion lives
 in solver time (unit intervals: no deep recursion in ``BrownianInterval``) and
 is seeded from the ``generator``. A user-supplied ``brownian`` (a torchsde
 Brownian object over the grid's range in ``t``) is queried through the same
@@ -55,10 +59,19 @@ class _TimeChangedSDE:
         return torchsde.sdeint(self, y0, s_grid, **kwargs)
 
     def time(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        """``(t(s), h)`` for solver time ``s`` (no host sync)."""
-        k = self.segment if self.segment is not None else 0
+        """``(t(s), h)`` for solver time ``s`` (no host sync).
+
+        In a per-interval solve the interval is ``segment``; in a single solve
+        it is ``floor(s)``, which is exact for methods that only evaluate at the
+        start of a step, and for any method on a uniform grid.
+        """
+        if self.segment is not None:
+            k = self.segment
+            h = self.steps[k]
+            return self.ts[k] + (s - k) * h, h
+        k = torch.as_tensor(s).floor().long().clamp(0, self.steps.numel() - 1)
         h = self.steps[k]
-        return self.ts[k] + (s - k) * h, h
+        return self.ts[k] + (s - k.to(s.dtype if torch.is_tensor(s) else self.ts.dtype)) * h, h
 
     def _unflat(self, y: Tensor) -> Tensor:
         return y.reshape(y.shape[0], *self.event_shape)
@@ -137,12 +150,14 @@ class _TorchsdeSolver(Solver):
     method: ClassVar[str]
     sde_type: ClassVar[str] = "ito"
     levy_area: ClassVar[str] = "none"
+    evaluates_step_end: ClassVar[bool] = False
+    """Whether the method evaluates the SDE at the end of a step (then a non-uniform grid is solved per interval)."""
     solve_options = ("brownian",)
 
     def __init__(self) -> None:
         pass
 
-    def _solve(self, sde, x, ts, *, generator, brownian=None):
+    def _solve(self, sde, x, ts, *, generator, return_trajectory, brownian=None):
         if not (callable(getattr(sde, "drift", None)) and callable(getattr(sde, "diffusion", None))):
             raise ComponentError(
                 f"{type(self).__name__} integrates an SDE object with drift(x, t) and diffusion(x, t); "
@@ -153,7 +168,10 @@ class _TorchsdeSolver(Solver):
         n = ts.numel() - 1
         adapter = _TimeChangedSDE(sde, ts, event_shape, self.sde_type)
         steps = adapter.steps
-        uniform = bool(torch.allclose(steps, steps[:1].expand_as(steps), rtol=1e-9, atol=1e-12))
+        rtol = 64 * torch.finfo(steps.dtype).eps  # round-off of a uniform grid in the state's dtype
+        single_call = not self.evaluates_step_end or bool(
+            torch.allclose(steps, steps[:1].expand_as(steps), rtol=rtol, atol=0.0)
+        )
         if brownian is not None:
             bm = _TimeChangedBrownian(brownian, adapter)
         else:
@@ -169,7 +187,7 @@ class _TorchsdeSolver(Solver):
                 levy_area_approximation=self.levy_area,
             )
         common = dict(bm=bm, method=self.method, dt=1.0)
-        if uniform:
+        if single_call:
             adapter.segment = None
             s_grid = torch.arange(n + 1, dtype=x.dtype, device=x.device)
             ys = adapter.sdeint(y0, s_grid, **common)
@@ -214,6 +232,7 @@ class SRK(_TorchsdeSolver):
     """
 
     method = "srk"
+    evaluates_step_end = True
     strong_order = 1.5
     weak_order = 1.5
     nfe_per_step = 10
@@ -230,5 +249,6 @@ class ReversibleHeun(_TorchsdeSolver):
 
     method = "reversible_heun"
     sde_type = "stratonovich"
+    evaluates_step_end = True
     strong_order = 0.5
     weak_order = 1.0
