@@ -46,32 +46,36 @@ class _TimeChangedSDE:
         self.sde_type = sde_type
         self.ts = ts
         self.steps = ts[1:] - ts[:-1]
-        self.time_range = (float(ts.min()), float(ts.max()))
+        # one host copy up front, so the per-call time change is plain float arithmetic
+        self.ts_list, self.steps_list = ts.tolist(), self.steps.tolist()
+        self.time_range = (min(self.ts_list), max(self.ts_list))
         self.event_shape = event_shape
-        self.segment = 0  # current interval for a per-interval solve; None for one uniform solve
+        self.segment: int | None = 0  # interval of a per-interval solve; None for one solve over the grid
+        self.uniform = False  # set by the solver: one solve over a uniform grid needs no interval lookup
         self.drift = CountingField(sde.drift)
         self.additive = bool(getattr(sde, "additive_noise", False))
         self.probing = False  # set before each sdeint: its shape check's calls skip the model
+        self.checked_noise_shape = False
 
     def sdeint(self, y0: Tensor, s_grid: Tensor, **kwargs: Any) -> Tensor:
         """``torchsde.sdeint`` on this SDE; its contract check (one f and one g call) costs no model call."""
         self.probing = True
         return torchsde.sdeint(self, y0, s_grid, **kwargs)
 
-    def time(self, s: Tensor) -> tuple[Tensor, Tensor]:
-        """``(t(s), h)`` for solver time ``s`` (no host sync).
+    def time(self, s: Tensor) -> tuple[Tensor, float | Tensor]:
+        """``(t(s), h)`` for solver time ``s``, without a host sync.
 
-        In a per-interval solve the interval is ``segment``; in a single solve
-        it is ``floor(s)``, which is exact for methods that only evaluate at the
-        start of a step, and for any method on a uniform grid.
+        In a per-interval solve the interval is ``segment``; in one solve over a
+        non-uniform grid it is ``floor(s)``, which is exact for methods that only
+        evaluate at the start of a step.
         """
-        if self.segment is not None:
-            k = self.segment
-            h = self.steps[k]
-            return self.ts[k] + (s - k) * h, h
-        k = torch.as_tensor(s).floor().long().clamp(0, self.steps.numel() - 1)
+        if self.segment is not None or self.uniform:
+            k = self.segment or 0
+            h = self.steps_list[k]
+            return self.ts_list[k] + (s - k) * h, h
+        k = s.floor().long().clamp(0, self.steps.numel() - 1)
         h = self.steps[k]
-        return self.ts[k] + (s - k.to(s.dtype if torch.is_tensor(s) else self.ts.dtype)) * h, h
+        return self.ts[k] + (s - k.to(s.dtype)) * h, h
 
     def _unflat(self, y: Tensor) -> Tensor:
         return y.reshape(y.shape[0], *self.event_shape)
@@ -84,7 +88,7 @@ class _TimeChangedSDE:
         out = self.drift(x, t) * h
         if self.sde_type == "stratonovich" and not self.additive:
             # Ito -> Stratonovich drift for diagonal noise: f - g dg/dx / 2, in solver time
-            out = out - 0.5 * h.abs() * self._g_dg(x, t)
+            out = out - 0.5 * abs(h) * self._g_dg(x, t)
         return out.reshape(y.shape)
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
@@ -93,12 +97,14 @@ class _TimeChangedSDE:
             return torch.zeros_like(y)
         t, h = self.time(s)
         g = self.sde.diffusion(self._unflat(y), t)
-        if g.shape != self._unflat(y).shape:
-            raise ShapeError(
-                f"diffusion(x, t) must return diagonal noise of x's shape {tuple(self._unflat(y).shape)}; "
-                f"got {tuple(g.shape)}"
-            )
-        return (g * h.abs().sqrt()).reshape(y.shape)
+        if not self.checked_noise_shape:
+            if g.shape != self._unflat(y).shape:
+                raise ShapeError(
+                    f"diffusion(x, t) must return diagonal noise of x's shape {tuple(self._unflat(y).shape)}; "
+                    f"got {tuple(g.shape)}"
+                )
+            self.checked_noise_shape = True
+        return (g * abs(h) ** 0.5).reshape(y.shape)
 
     def _g_dg(self, x: Tensor, t: Tensor) -> Tensor:
         with torch.enable_grad():
@@ -133,10 +139,11 @@ class _TimeChangedBrownian:
         t_lo, t_hi = self.sde.time_range
         lo = min(max(float(torch.minimum(ta, tb)), t_lo), t_hi)  # clamp round-off of the time change
         hi = min(max(float(torch.maximum(ta, tb)), t_lo), t_hi)
-        scale = float(h.abs())
+        h = float(h)
+        scale = abs(h)
         if return_U:
             w, u = self.brownian(lo, hi, return_U=True)
-            if float(h) < 0:
+            if h < 0:
                 u = (hi - lo) * w - u
             return w / scale**0.5, u / scale**1.5
         return self.brownian(lo, hi) / scale**0.5
@@ -169,9 +176,8 @@ class _TorchsdeSolver(Solver):
         adapter = _TimeChangedSDE(sde, ts, event_shape, self.sde_type)
         steps = adapter.steps
         rtol = 64 * torch.finfo(steps.dtype).eps  # round-off of a uniform grid in the state's dtype
-        single_call = not self.evaluates_step_end or bool(
-            torch.allclose(steps, steps[:1].expand_as(steps), rtol=rtol, atol=0.0)
-        )
+        adapter.uniform = bool(torch.allclose(steps, steps[:1].expand_as(steps), rtol=rtol, atol=0.0))
+        single_call = adapter.uniform or not self.evaluates_step_end
         if brownian is not None:
             bm = _TimeChangedBrownian(brownian, adapter)
         else:

@@ -178,3 +178,18 @@ def test_config_round_trip(name):
     a = solver.solve(OrnsteinUhlenbeck(), x0, ts, generator=torch.Generator().manual_seed(5)).x
     b = clone.solve(OrnsteinUhlenbeck(), x0, ts, generator=torch.Generator().manual_seed(5)).x
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["euler_maruyama", "milstein"])
+def test_single_call_on_a_non_uniform_grid_matches_per_interval_solves(name):
+    """Start-point methods solve any grid in one torchsde call (interval = floor(s)); it must equal
+    the per-interval solve that step-end methods use."""
+    ts = torch.tensor([1.0, 0.8, 0.45, 0.3, 0.05, 0.0], dtype=torch.float64)
+    x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    one_call = gf.SOLVERS.create(name)
+    per_interval = gf.SOLVERS.create(name)
+    per_interval.evaluates_step_end = True  # forces one torchsde call per interval
+    sde = GeometricBrownianMotion(mu=0.3, s=0.4)
+    a = one_call.solve(sde, x0, ts, generator=torch.Generator().manual_seed(9))
+    b = per_interval.solve(sde, x0, ts, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(a.x, b.x, atol=1e-12) and a.nfe == b.nfe == 5
