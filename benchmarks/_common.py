@@ -7,10 +7,13 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
+
+from genflow.io import atomic_path, write_text_atomic
+
+__all__ = ["OUT_DIR", "machine_lines", "save_figure_atomic", "write_text_atomic"]
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "docs" / "benchmarks"
@@ -54,7 +57,8 @@ def machine_lines(devices: list[str] | None = None) -> list[str]:
 
     lines = [
         f"- Date (UTC): {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M')}",
-        f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores visible; torch intra-op threads: {torch.get_num_threads()})",
+        f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores visible; "
+        f"torch intra-op threads: {torch.get_num_threads()})",
         f"- Load average at start (1/5/15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
         f"- Python {platform.python_version()}, torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, "
         f"torchsde {torchsde.__version__}",
@@ -69,31 +73,7 @@ def machine_lines(devices: list[str] | None = None) -> list[str]:
     return lines
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_figure_atomic(fig, path: Path, **kwargs) -> None:
     """Save a matplotlib figure to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -28,6 +28,7 @@ DEMO_SOLVERS: tuple[tuple[str, dict, int], ...] = (
 
 def _demo(args: argparse.Namespace) -> int:
     import genflow as gf
+    from genflow.io import write_text_atomic
     from genflow.metrics import sliced_wasserstein
     from genflow.testing import GaussianMixture, GaussianMixtureScore
 
@@ -64,9 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"Command: `genflow demo{' --quick' if args.quick else ''} --seed {args.seed}`",
     ]
     report = out_dir / "report.md"
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(report)  # atomic
+    write_text_atomic(report, "\n".join(lines) + "\n")
     print(f"exact-vs-exact floor SW2 {floor:.4f}\nreport written to {report}")
     return 0
 

@@ -201,9 +201,11 @@ class GaussianProcess(Process):
         return ProbabilityFlowODE(self, score)
 
 
-def _per_sample(t: Tensor, x: Tensor) -> Tensor:
+def _coefficients(process: GaussianProcess, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(f(t), g(t)^2)`` broadcast against ``x``, for scalar or per-sample ``t``."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    return t.expand(x.shape[0]) if t.ndim == 0 else t
+    t = t.expand(x.shape[0]) if t.ndim == 0 else t
+    return broadcast_time(process.log_alpha_derivative(t), x), broadcast_time(process.diffusion_squared(t), x)
 
 
 @dataclass(frozen=True)
@@ -214,31 +216,26 @@ class ForwardSDE:
     additive_noise: ClassVar[bool] = True
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
-        t = _per_sample(t, x)
-        return broadcast_time(self.process.log_alpha_derivative(t), x) * x
+        return _coefficients(self.process, x, t)[0] * x
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
-        t = _per_sample(t, x)
-        return broadcast_time(self.process.diffusion_squared(t).sqrt(), x).expand_as(x)
+        return _coefficients(self.process, x, t)[1].sqrt().expand_as(x)
 
 
 @dataclass(frozen=True)
 class ReverseSDE:
-    """Reverse-time SDE of a process given a score function ``score(x, t)``."""
+    """Reverse-time SDE of a process given a score function ``score(x, t)``; same diffusion as forward."""
 
     process: GaussianProcess
     score: ScoreFn
     additive_noise: ClassVar[bool] = True
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
-        t = _per_sample(t, x)
-        f = broadcast_time(self.process.log_alpha_derivative(t), x)
-        g2 = broadcast_time(self.process.diffusion_squared(t), x)
+        f, g2 = _coefficients(self.process, x, t)
         return f * x - g2 * self.score(x, t)
 
     def diffusion(self, x: Tensor, t: Tensor) -> Tensor:
-        t = _per_sample(t, x)
-        return broadcast_time(self.process.diffusion_squared(t).sqrt(), x).expand_as(x)
+        return _coefficients(self.process, x, t)[1].sqrt().expand_as(x)
 
 
 @dataclass(frozen=True)
@@ -249,7 +246,5 @@ class ProbabilityFlowODE:
     score: ScoreFn
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        t = _per_sample(t, x)
-        f = broadcast_time(self.process.log_alpha_derivative(t), x)
-        g2 = broadcast_time(self.process.diffusion_squared(t), x)
+        f, g2 = _coefficients(self.process, x, t)
         return f * x - 0.5 * g2 * self.score(x, t)
