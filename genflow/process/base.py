@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from torch import Tensor
 
 from genflow.config import Configurable
+from genflow.errors import ShapeError
 from genflow.registry import Registry
 from genflow.validation import check_state, check_time
 
@@ -47,8 +48,6 @@ class Process(Configurable, ABC):
         """Draw ``x_t = mean + std * noise`` with caller-supplied standard normal ``noise``."""
         mean, std = self.marginal(x0, t, x1=x1)
         if noise.shape != x0.shape:
-            from genflow.errors import ShapeError
-
             raise ShapeError(f"noise must have x0's shape {tuple(x0.shape)}; got {tuple(noise.shape)}")
         return mean + std * noise
 
