@@ -1,0 +1,6 @@
+"""Training objectives: one loss per method."""
+
+from genflow.objectives.base import OBJECTIVES, Objective
+from genflow.objectives.dsm import DenoisingScoreMatching, FlowMatching
+
+__all__ = ["OBJECTIVES", "Objective", "DenoisingScoreMatching", "FlowMatching"]

@@ -1,0 +1,10 @@
+"""Training: the generic Trainer, checkpoints and multi-process (DDP) support."""
+
+from genflow.train.checkpoint import Checkpoint, CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from genflow.train.distributed import DistributedContext, init_distributed
+from genflow.train.trainer import Trainer, TrainResult
+
+__all__ = [
+    "Trainer", "TrainResult", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
+    "latest_checkpoint", "DistributedContext", "init_distributed",
+]  # fmt: skip
