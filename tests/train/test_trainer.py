@@ -116,10 +116,8 @@ def test_ddp_two_processes_match_one_process_on_the_doubled_batch(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     single, double = tmp_path / "single", tmp_path / "ddp"
     subprocess.run([sys.executable, str(script), str(single), "64"], check=True, env=env, timeout=300)
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(double), "32"],
-        check=True, env=env, timeout=300,
-    )  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    subprocess.run([*launcher, str(script), str(double), "32"], check=True, env=env, timeout=300)
     a, b = load_file(str(single / "final.safetensors")), load_file(str(double / "final.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-11), k
