@@ -131,9 +131,10 @@ class Sampler:
         if parameterization is None:
             raise ComponentError(f"model {type(model).__name__} must declare a parameterization")
         check_parameterization(parameterization)
-        if solver.kind not in ("ode", "sde", "diffusion"):
+        kind = getattr(solver, "kind", None)
+        if kind not in ("ode", "sde", "diffusion"):
             raise ComponentError(
-                f"solver kind must be ode, sde or diffusion; {type(solver).__name__} declares {solver.kind!r}"
+                f"solver kind must be ode, sde or diffusion; {type(solver).__name__} declares {kind!r}"
             )
         grid = grid if grid is not None else process.default_grid
         self.grid = TIME_GRIDS.create(grid) if isinstance(grid, str) else check_instance(grid, TimeGrid, "grid")

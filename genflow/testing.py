@@ -131,7 +131,8 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``n`` draws (float64) and their component labels."""
         generator = require_generator(generator, "GaussianMixture.sample")
-        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        weights = self.weights.to(generator.device)  # multinomial needs the generator's device
+        labels = torch.multinomial(weights, n, replacement=True, generator=generator).cpu()
         z = standard_normal((n, self.dim), generator, dtype=torch.float64, device="cpu")
         scale = self.eigenvectors[labels] * self.eigenvalues[labels].sqrt().unsqueeze(1)
         x = self.means[labels].reshape(n, -1) + (scale @ z.unsqueeze(-1)).squeeze(-1)

@@ -22,7 +22,7 @@ def test_sliced_wasserstein_definition():
     expected = math.sqrt(25.0 / 2)
     assert float(sliced_wasserstein(x, y, projections=1000, generator=gen)) == pytest.approx(expected, rel=0.03)
     with pytest.raises(ShapeError):
-        sliced_wasserstein(x, y[:10])
+        sliced_wasserstein(x, y[:10], generator=gen)
 
 
 def test_demo_writes_report(tmp_path, capsys):

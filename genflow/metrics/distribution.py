@@ -9,12 +9,13 @@ import torch
 from torch import Tensor
 
 from genflow.errors import ShapeError
+from genflow.random import require_generator
 
 __all__ = ["sliced_wasserstein"]
 
 
 def sliced_wasserstein(
-    x: Tensor, y: Tensor, *, projections: int = 256, p: int = 2, generator: torch.Generator | None = None
+    x: Tensor, y: Tensor, *, generator: torch.Generator, projections: int = 256, p: int = 2
 ) -> Tensor:
     """Sliced ``p``-Wasserstein distance between equal-size samples ``x`` and ``y``.
 
@@ -26,11 +27,13 @@ def sliced_wasserstein(
         x, y: ``(n, *event_shape)`` each (flattened to ``(n, d)``).
         projections: Number of random directions.
         p: Order of the distance.
-        generator: Randomness for the directions.
+        generator: Randomness for the directions (required: no hidden global RNG).
 
     Raises:
         ShapeError: different sizes or event dimensions.
+        GeneratorRequiredError: no generator.
     """
+    generator = require_generator(generator, "sliced_wasserstein")
     x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
     if x.shape != y.shape:
         raise ShapeError(

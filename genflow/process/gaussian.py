@@ -107,6 +107,9 @@ class GaussianProcess(Process):
         """Draw from ``N(0, sigma(t_max)^2 I)``, the prior the samplers start from.
 
         Noise is drawn on the generator's device and moved (:func:`genflow.random.standard_normal`).
+
+        Raises:
+            GeneratorRequiredError: ``generator`` is not a ``torch.Generator``.
         """
         dtype = dtype or torch.get_default_dtype()
         device = device or getattr(generator, "device", "cpu")

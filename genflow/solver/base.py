@@ -180,6 +180,7 @@ class Solver(Configurable, ABC):
             DTypeError / ShapeError: bad ``x``.
             TimeGridError / TimeRangeError: bad ``ts``.
             NonFiniteError: NaN or Inf produced, with the time it appeared.
+            GeneratorRequiredError: a stochastic solver without ``generator`` (or ``brownian``).
         """
         x = check_state(x)
         ts = check_time_grid(ts, like=x)

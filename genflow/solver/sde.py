@@ -10,8 +10,8 @@ a step (Euler-Maruyama, Milstein) take any grid in one torchsde call, the
 interval being ``floor(s)``; methods that also evaluate at a step's end (SRK,
 reversible Heun) would see the next interval's ``h`` there, so on a non-uniform
 grid they are solved one interval per call (the reversible Heun then restarts
-at each grid point). torchsde's shape check calls the drift once per call; that
-call is answered without the model. The default Brownian motion lives
+at each grid point). torchsde's shape check calls the drift and the diffusion
+once per call; those calls are answered without the model. The default Brownian motion lives
 in solver time (unit intervals: no deep recursion in ``BrownianInterval``) and
 is seeded from the ``generator``. A user-supplied ``brownian`` (a torchsde
 Brownian object over the grid's range in ``t``) is queried through the same
@@ -248,6 +248,9 @@ class SRK(_TorchsdeSolver):
 @SOLVERS.register("reversible_heun")
 class ReversibleHeun(_TorchsdeSolver):
     """Reversible Heun (Stratonovich): strong order 0.5 (1.0 additive), weak order 1.
+
+    One drift call per step plus one at the start of each torchsde call (so
+    ``steps + 1`` on a uniform grid, ``2 * steps`` on a non-uniform one).
 
     The Ito SDE is converted to Stratonovich form (``f - g g' / 2``) unless it
     declares ``additive_noise = True``.
