@@ -19,6 +19,7 @@ from torch import Tensor
 
 from genflow.errors import ShapeError
 from genflow.model.base import MODELS, ScoreModel
+from genflow.model.inputs import check_model_input
 from genflow.process.gaussian import GaussianProcess, check_parameterization
 from genflow.random import require_generator, standard_normal
 from genflow.validation import check_instance
@@ -203,9 +204,13 @@ class GaussianMixtureScore(ScoreModel):
         self.process = check_instance(process, GaussianProcess, "process")
         self.parameterization = check_parameterization(parameterization)
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (the mixture's)."""
+        return self.mixture.event_shape
+
     def forward(self, x: Tensor, t: Tensor, *, cond: Any = None, exit: Any = None) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        x, t = check_model_input(x, t, self.event_shape, None, "GaussianMixtureScore")
         sigma = self.process.sigma(t.double())
         x0, score = self.mixture.denoise(x, self.process.alpha(t.double()), sigma)
         eps = -sigma.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))) * score
