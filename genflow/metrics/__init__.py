@@ -1,5 +1,32 @@
-"""Metrics: distances between sample sets."""
+"""Metrics: distances between sample sets and between feature distributions."""
 
+from genflow.metrics.digits_features import (
+    DigitsFeatureNet,
+    WeightsFormatError,
+    default_digits_weights_path,
+    digits_fd,
+    digits_fd_floor,
+    digits_features,
+    load_digits_feature_net,
+    resolve_value_range,
+)
 from genflow.metrics.distribution import sliced_wasserstein
+from genflow.metrics.frechet import frechet_distance, frechet_distance_from_statistics, gaussian_statistics
+from genflow.metrics.mmd import gaussian_mmd2, median_bandwidth
 
-__all__ = ["sliced_wasserstein"]
+__all__ = [
+    "sliced_wasserstein",
+    "gaussian_statistics",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "gaussian_mmd2",
+    "median_bandwidth",
+    "DigitsFeatureNet",
+    "WeightsFormatError",
+    "default_digits_weights_path",
+    "resolve_value_range",
+    "load_digits_feature_net",
+    "digits_features",
+    "digits_fd",
+    "digits_fd_floor",
+]
