@@ -3,8 +3,10 @@
 One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 """
 
-from genflow import errors
-from genflow.model import MODELS, ScoreModel
+from genflow import data, errors, metrics, objectives, train
+from genflow.data import load_dataset, load_digits_split, toy2d
+from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
+from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
 from genflow.process import (
     PARAMETERIZATIONS,
     PROCESSES,
@@ -16,6 +18,7 @@ from genflow.process import (
     VEProcess,
     VPProcess,
 )
+from genflow.recipe import load_recipe
 from genflow.registry import Registry
 from genflow.sampling import ModelDenoiser, SampleOutput, Sampler
 from genflow.solver import (
@@ -46,6 +49,7 @@ from genflow.solver import (
     TimeGrid,
     UniformGrid,
 )
+from genflow.train import Trainer, load_checkpoint
 
 __version__ = "0.1.0"
 
@@ -93,4 +97,23 @@ __all__ = [
     "Sampler",
     "SampleOutput",
     "ModelDenoiser",
+    "DiT",
+    "UViT",
+    "MLPScoreNet",
+    "EnergyScoreModel",
+    "count_flops",
+    "data",
+    "metrics",
+    "objectives",
+    "train",
+    "load_dataset",
+    "load_digits_split",
+    "toy2d",
+    "OBJECTIVES",
+    "Objective",
+    "DenoisingScoreMatching",
+    "FlowMatching",
+    "Trainer",
+    "load_checkpoint",
+    "load_recipe",
 ]

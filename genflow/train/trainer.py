@@ -64,13 +64,16 @@ class Trainer:
         batch_size: Examples per step per process.
         lr / weight_decay / betas: AdamW settings.
         lr_schedule: ``constant`` or ``cosine`` (to 0 at ``steps``), after ``warmup_steps`` of linear warm-up.
-        ema_decay: EMA decay per step (0 disables the EMA).
+        ema_decay: EMA decay per step (0 disables the EMA), warmed up as
+            ``min(ema_decay, (1 + step) / (10 + step))`` so short runs are not dominated by the initial weights.
         grad_clip: Max gradient norm (0 disables clipping).
         mixed_precision: bfloat16 autocast on CUDA (ignored on the CPU).
         checkpoint_every: Steps between checkpoints (0: only the final one).
         keep_last: Checkpoints kept on disk.
         log_every: Steps between metric records.
         seed: Seed of the data order and of the objective's draws.
+        conditional: Pass the dataset's labels to the model as ``cond`` (class-conditional
+            training); otherwise labels are ignored.
         progress: Show a tqdm progress bar (main process only).
         context: Distributed context; default from the environment (:func:`init_distributed`).
 
@@ -98,6 +101,7 @@ class Trainer:
         keep_last: int = 3,
         log_every: int = 10,
         seed: int = 0,
+        conditional: bool = False,
         progress: bool = True,
         context: DistributedContext | None = None,
     ) -> None:
@@ -124,6 +128,7 @@ class Trainer:
         self.mixed_precision = bool(mixed_precision) and self.ctx.device.type == "cuda"
         self.checkpoint_every, self.keep_last, self.log_every = int(checkpoint_every), keep_last, log_every
         self.progress = progress
+        self.conditional = bool(conditional)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -132,7 +137,7 @@ class Trainer:
         self.settings = {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "betas": list(betas),
             "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "seed": seed, "world_size": self.ctx.world_size,
+            "seed": seed, "conditional": conditional, "world_size": self.ctx.world_size,
         }  # fmt: skip
 
     # ------------------------------------------------------------------ schedule
@@ -261,7 +266,7 @@ class Trainer:
         )
         part = slice(self.ctx.rank * self.batch_size, (self.ctx.rank + 1) * self.batch_size)
         x = x[part].to(self.ctx.device, dtype)
-        cond = cond[part].to(self.ctx.device) if isinstance(cond, Tensor) else cond
+        cond = cond[part].to(self.ctx.device) if self.conditional and isinstance(cond, Tensor) else None
         draws = {k: v[part].to(self.ctx.device) for k, v in draws.items()}
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
             loss = self.objective.loss(train_model, x, cond, draws)
@@ -274,9 +279,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
+            decay = min(self.ema_decay, (1.0 + self.step) / (10.0 + self.step))
             with torch.no_grad():
                 for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                    e.lerp_(p, 1.0 - self.ema_decay)
+                    e.lerp_(p, 1.0 - decay)
                 for e, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
                     e.copy_(b)
         return loss.detach(), grad_norm
