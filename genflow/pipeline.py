@@ -88,10 +88,11 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool =
 def load_trained(path: str | Path, *, ema: bool = True) -> tuple[GaussianProcess, ScoreModel]:
     """Process and model (EMA weights when present) of a checkpoint folder or run folder."""
     ckpt = load_checkpoint(path)
-    model_config, objective_config = ckpt.state.get("model_config"), ckpt.state.get("objective_config", {})
-    if model_config is None:
-        raise ConfigError(f"{path}: the checkpoint does not record its model config; rebuild the model in Python")
-    process_config = objective_config.get("process") or {"name": "linear_interpolant"}
+    model_config, process_config = ckpt.state.get("model_config"), ckpt.state.get("process_config")
+    if model_config is None or process_config is None:
+        raise ConfigError(
+            f"{path}: the checkpoint does not record its model and process configs; rebuild them in Python"
+        )
     process = PROCESSES.from_config(process_config)
     model = MODELS.from_config(model_config)
     model.load_state_dict(ckpt.ema if ema and ckpt.ema else ckpt.model)

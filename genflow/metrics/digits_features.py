@@ -49,11 +49,11 @@ ValueRange = Union[str, tuple[float, float]]
 _NAMED_RANGES = {"classification": (0.0, 1.0), "generation": (-1.0, 1.0)}
 
 
-
 def load_digits_split(split: str) -> tuple[Tensor, Tensor]:
     """Images in ``[0, 1]`` ``(N, 1, 8, 8)`` and labels of a split of :mod:`genflow.data.digits`."""
     data = _load_digits(split, size=8, value_range="classification")
     return data.images, data.labels
+
 
 class WeightsFormatError(GenflowError, ValueError):
     """A weights file is not a safetensors file, or does not hold the tensors the network expects."""

@@ -110,6 +110,7 @@ class FlowMatching(Objective):
 
     def __init__(self) -> None:
         self._dsm = DenoisingScoreMatching(LinearInterpolant(), t_min=0.0, t_max=1.0)
+        self.process = self._dsm.process
 
     def draw(self, n, event_shape, generator, *, dtype, device):
         return self._dsm.draw(n, event_shape, generator, dtype=dtype, device=device)

@@ -194,6 +194,7 @@ class Trainer:
             "trainer": self.settings,
             "model_config": model_config,
             "objective_config": self.objective.to_config(),
+            "process_config": process.to_config() if (process := getattr(self.objective, "process", None)) else None,
         }
         ema = self.ema.state_dict() if self.ema is not None else {}
         save_checkpoint(
