@@ -12,10 +12,12 @@ from genflow.metrics.digits_features import (
 )
 from genflow.metrics.distribution import sliced_wasserstein
 from genflow.metrics.frechet import frechet_distance, frechet_distance_from_statistics, gaussian_statistics
+from genflow.metrics.inception import inception_fid
 from genflow.metrics.mmd import gaussian_mmd2, median_bandwidth
 
 __all__ = [
     "sliced_wasserstein",
+    "inception_fid",
     "gaussian_statistics",
     "frechet_distance",
     "frechet_distance_from_statistics",

@@ -112,3 +112,17 @@ def test_bad_input_raises_typed_errors():
         frechet_distance(x, torch.full((10, 3), float("nan")))
     with pytest.raises(ShapeError, match=r"\(d, d\)"):
         frechet_distance_from_statistics(np.zeros(3), np.eye(3), np.zeros(3), np.eye(2))
+
+
+def test_inception_fid_needs_the_optional_extra():
+    import importlib.util
+
+    from genflow.errors import ConfigError
+    from genflow.metrics.inception import inception_fid, to_uint8_rgb
+
+    images = torch.linspace(-1, 1, 2 * 64).reshape(2, 1, 8, 8)
+    rgb = to_uint8_rgb(images)
+    assert rgb.shape == (2, 3, 8, 8) and rgb.dtype == torch.uint8 and int(rgb.min()) == 0 and int(rgb.max()) == 255
+    if importlib.util.find_spec("torch_fidelity") is None:
+        with pytest.raises(ConfigError, match=r"genflow\[fid\]"):
+            inception_fid(images, images)
