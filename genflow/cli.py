@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from genflow.errors import GenflowError
+
 __all__ = ["main", "build_parser"]
 
 DEMO = ["trainer.steps=4000", "trainer.checkpoint_every=1000"]  # the recipe's 12000 steps take about 8 minutes
@@ -134,9 +136,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _default_solvers(checkpoint: str) -> list[dict[str, Any]]:
+    """The solvers of the run's own recipe (saved by ``genflow train``), else the digits_dit recipe's."""
+    from genflow.pipeline import run_recipe
     from genflow.recipe import load_recipe
 
-    return load_recipe("digits_dit").config["sample"]["solvers"]
+    recipe = run_recipe(checkpoint) or load_recipe("digits_dit").config
+    return recipe["sample"]["solvers"]
 
 
 def _analytic_section(seed: int, n: int) -> list[str]:
@@ -217,7 +222,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "",
         *_analytic_section(args.seed, 1000 if args.quick else 4000),
         "",
-        f"Command: `genflow demo{' --quick' if args.quick else ''} --seed {args.seed}`; "
+        f"Command: `genflow demo{' --quick' if args.quick else ''} --seed {args.seed}"
+        f"{''.join(f' --override {o}' for o in args.override)}`; "
         f"total {time.perf_counter() - start:.0f} s.",
     ]
     write_text_atomic(out_dir / "report.md", "\n".join(lines) + "\n")
@@ -302,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genflow`` console script."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except GenflowError as err:  # bad input: a short message, not a traceback
+        print(f"genflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

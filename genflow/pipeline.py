@@ -9,14 +9,18 @@
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from torch.utils.data import TensorDataset
 
-from genflow.data import load_dataset
+from genflow.data import DATASET_LOADERS, load_dataset
 from genflow.errors import ConfigError
+from genflow.io import write_text_atomic
 from genflow.model.base import MODELS, ScoreModel
 from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.process.base import PROCESSES
@@ -27,7 +31,18 @@ from genflow.solver.base import SOLVERS
 from genflow.train.checkpoint import load_checkpoint
 from genflow.train.trainer import Trainer
 
-__all__ = ["Components", "build", "train", "load_trained", "sample_with", "solver_label"]
+__all__ = ["Components", "build", "train", "load_trained", "sample_with", "solver_label", "run_recipe"]
+
+RECIPE_FILE = "recipe.yaml"
+
+
+def run_recipe(path: str | Path) -> dict[str, Any] | None:
+    """The resolved recipe saved beside a run's checkpoints (``path`` = run or step folder), if any."""
+    path = Path(path)
+    for folder in (path, path.parent):
+        if (folder / RECIPE_FILE).is_file():
+            return yaml.safe_load((folder / RECIPE_FILE).read_text())
+    return None
 
 
 @dataclass
@@ -54,15 +69,28 @@ def _seeded_model(config: dict[str, Any], seed: int) -> ScoreModel:
         return MODELS.from_config(config)
 
 
+def _dataset(data: dict[str, Any], seed: int) -> Any:
+    """Load the recipe's data: ``{name: loader, **arguments}`` or ``{name: loader, args: {...}}`` (needed when
+    the loader has an argument called ``name``, as toy2d does). Loaders that draw get a generator seeded from
+    the recipe."""
+    data = dict(data)
+    name = data.pop("name")
+    data = dict(data.pop("args")) if "args" in data else data
+    loader = DATASET_LOADERS.get(name)
+    if loader is not None and "generator" in inspect.signature(loader).parameters:
+        data.setdefault("generator", torch.Generator().manual_seed(seed))
+    dataset = load_dataset(name, **data)
+    return TensorDataset(dataset) if isinstance(dataset, torch.Tensor) else dataset
+
+
 def build(recipe: Recipe) -> Components:
     """Resolve the recipe's data, process, model and objective (no training)."""
     config = recipe.config
-    data = dict(config["data"])
     process = PROCESSES.from_config(config["process"])
     if not isinstance(process, GaussianProcess):
         raise ConfigError(f"{recipe.source}: process must be a Gaussian process; got {type(process).__name__}")
     return Components(
-        dataset=load_dataset(data.pop("name"), **data),
+        dataset=_dataset(config["data"], int(config.get("seed", 0))),
         process=process,
         model=_seeded_model(config["model"], int(config.get("seed", 0))),
         objective=_objective(config["objective"], config["process"]),
@@ -73,6 +101,8 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool =
     """Train the recipe's model; checkpoints and ``metrics.jsonl`` go to ``out_dir`` (default the recipe's)."""
     parts = build(recipe)
     out = Path(out_dir if out_dir is not None else recipe.config.get("out_dir", "runs/train"))
+    if int(os.environ.get("RANK", "0")) == 0:  # the resolved recipe beside the checkpoints (sample/evaluate read it)
+        write_text_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe.config, sort_keys=False))
     trainer = Trainer(
         parts.model,
         parts.objective,

@@ -12,6 +12,7 @@ Any key can be overridden from the command line as ``section.key=value``
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,21 @@ from genflow.errors import ConfigError
 __all__ = ["load_recipe", "apply_overrides", "recipe_names", "Recipe"]
 
 SECTIONS = ("data", "process", "model", "objective", "trainer", "sample")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 @dataclass
@@ -59,7 +75,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
             raise ConfigError(f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(recipe_names())}")
         text, source = shipped.read_text(), f"genflow/recipes/{name_or_path}.yaml"
     try:
-        config = yaml.safe_load(text)
+        config = _parse(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source} is not valid YAML: {err}") from None
     if not isinstance(config, dict):
@@ -85,7 +101,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
                 raise ConfigError(f"override {item!r}: {part!r} is not a section of the recipe")
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = _parse(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({err})") from None
     return config

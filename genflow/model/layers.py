@@ -90,9 +90,10 @@ class LabelEmbedding(nn.Module):
 
     ``cond=None`` means "no label": every sample gets the null row. In training mode
     each label is replaced by the null label with probability ``dropout``; this draw
-    uses ``torch.rand`` on the labels' device (the global generator, seeded by the
-    training loop). Call :meth:`drop` with an explicit generator and set ``dropout=0``
-    where the draw must be reproducible independently of global state.
+    uses ``torch.rand`` on the labels' device (the global generator; the
+    :class:`~genflow.train.Trainer` seeds it per step inside a forked RNG state, so
+    training and resume are reproducible). Call :meth:`drop` with an explicit
+    generator and set ``dropout=0`` where the draw must not depend on global state.
 
     Args:
         num_classes: Number of real classes (> 0).

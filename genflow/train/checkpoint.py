@@ -87,9 +87,13 @@ def save_checkpoint(folder: str | os.PathLike[str], checkpoint: Checkpoint) -> P
     try:
         save_file(tensors, str(tmp / TENSORS))
         (tmp / STATE).write_text(json.dumps(state, indent=1, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if target.exists():  # same step saved again: move the old copy aside, then swap in the new one
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=root))
+            os.replace(target, aside / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

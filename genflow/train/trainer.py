@@ -134,6 +134,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if self.ema_decay > 0 else None
         self.step = 0
+        self._saved_step: int | None = None
         self.settings = {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "betas": list(betas),
             "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip,
@@ -183,10 +184,10 @@ class Trainer:
         if ckpt.optimizer is not None:
             self.optimizer.load_state_dict(ckpt.optimizer)
         self.scheduler.load_state_dict(ckpt.state["scheduler"])
-        self.step = ckpt.step
+        self.step = self._saved_step = ckpt.step
 
     def _save(self) -> None:
-        if self.out_dir is None or not self.ctx.is_main:
+        if self.out_dir is None or not self.ctx.is_main or self.step == self._saved_step:
             return
         model_config = self.model.to_config() if hasattr(self.model, "to_config") else None
         state = {
@@ -200,6 +201,7 @@ class Trainer:
         save_checkpoint(
             self.out_dir, Checkpoint(self.step, self.model.state_dict(), ema, self.optimizer.state_dict(), state)
         )
+        self._saved_step = self.step
         prune(self.out_dir, self.keep_last)
 
     def _log(self, record: dict[str, float]) -> None:
@@ -257,6 +259,16 @@ class Trainer:
         return result
 
     def _train_step(
+        self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
+    ) -> tuple[Tensor, float]:
+        # layers that draw from the global RNG (dropout, label dropout) see a per-(seed, step, rank) seed, so
+        # resume stays exact; fork_rng restores the caller's RNG state afterwards
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(_seeded(self.seed, 3, self.step, self.ctx.rank).initial_seed()))
+            return self._train_step_seeded(train_model, dataset, event_shape)
+
+    def _train_step_seeded(
         self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
     ) -> tuple[Tensor, float]:
         indices = self._global_indices(len(dataset), self.step)

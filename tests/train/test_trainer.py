@@ -125,3 +125,34 @@ def test_ddp_two_processes_match_one_process_on_the_doubled_batch(tmp_path):
     loss_b = [json.loads(x)["loss"] for x in (double / "metrics.jsonl").read_text().splitlines()]
     assert loss_a == pytest.approx(loss_b, rel=1e-9)
     assert len(list(double.glob("step-*"))) == 1  # only rank 0 wrote
+
+
+class DropoutNet(TinyNet):
+    """Draws from torch's global RNG inside forward (like dropout and label dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net.insert(1, torch.nn.Dropout(0.3))
+
+
+def test_resume_is_exact_for_models_that_use_the_global_rng(tmp_path):
+    def make(out):
+        torch.manual_seed(0)
+        return Trainer(DropoutNet().double(), DenoisingScoreMatching("vp"), out_dir=out, steps=12, batch_size=32,
+                       lr=1e-2, log_every=1, checkpoint_every=4, progress=False)  # fmt: skip
+
+    full = make(tmp_path / "full")
+    full.fit(DATA)
+    crashed = make(tmp_path / "crash")
+    with pytest.raises(Crash):
+        crashed.fit(DATA, callbacks=[_crash_at(6)])
+    torch.manual_seed(123)  # whatever the caller's global RNG state, resume continues the same run
+    state = torch.random.get_rng_state()
+    resumed = make(tmp_path / "crash")
+    torch.random.set_rng_state(state)
+    resumed.fit(DATA)
+    assert torch.equal(state, torch.random.get_rng_state())  # training left the caller's RNG untouched
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    resumed.fit(DATA)  # refitting a finished run writes nothing new and keeps the checkpoint
+    assert load_checkpoint(tmp_path / "crash").step == 12
