@@ -35,9 +35,10 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torchdiffeq
@@ -192,7 +193,9 @@ class Case:
 def make_cases(device: torch.device, args: argparse.Namespace) -> list[Case]:
     dtype = torch.float32
     net = MLPField(args.dim, args.hidden, seed=args.seed).to(device=device, dtype=dtype).eval()
-    x0 = torch.randn(args.batch, args.dim, generator=torch.Generator().manual_seed(args.seed + 1), dtype=dtype).to(device)
+    x0 = torch.randn(args.batch, args.dim, generator=torch.Generator().manual_seed(args.seed + 1), dtype=dtype).to(
+        device
+    )
     ts = torch.linspace(1.0, 0.0, args.steps + 1, dtype=dtype, device=device)
     cases: list[Case] = []
 
@@ -213,14 +216,14 @@ def make_cases(device: torch.device, args: argparse.Namespace) -> list[Case]:
     cases.append(ode_case("euler", f"{args.steps} steps", {}, {}))
     cases.append(ode_case("rk4", f"{args.steps} steps", {}, {}))
     tol = args.tol
-    cases.append(
-        ode_case("dopri5", f"rtol=atol={tol:g}", {"rtol": tol, "atol": tol}, {"rtol": tol, "atol": tol})
-    )
+    cases.append(ode_case("dopri5", f"rtol=atol={tol:g}", {"rtol": tol, "atol": tol}, {"rtol": tol, "atol": tol}))
     # genflow passes options={"step_t": ts[-1:]} to torchdiffeq (forces the last step onto ts[-1]); that changes
     # the step sequence. The same options in the direct call isolate the wrapper's own overhead.
     step_t_case = ode_case(
-        "dopri5", f"rtol=atol={tol:g}; direct also with options=step_t",
-        {"rtol": tol, "atol": tol}, {"rtol": tol, "atol": tol, "options": {"step_t": ts[-1:]}},
+        "dopri5",
+        f"rtol=atol={tol:g}; direct also with options=step_t",
+        {"rtol": tol, "atol": tol},
+        {"rtol": tol, "atol": tol, "options": {"step_t": ts[-1:]}},
     )
     step_t_case.supplementary = True
     cases.append(step_t_case)
@@ -237,8 +240,13 @@ def make_cases(device: torch.device, args: argparse.Namespace) -> list[Case]:
         def direct() -> tuple[Tensor, int]:
             adapter = DirectSDE(sde, ts)
             bm = torchsde.BrownianInterval(
-                t0=0.0, t1=float(n), size=tuple(x0.shape), dtype=dtype, device=device,
-                entropy=seed_from(torch.Generator().manual_seed(args.seed + 2)), dt=1.0,
+                t0=0.0,
+                t1=float(n),
+                size=tuple(x0.shape),
+                dtype=dtype,
+                device=device,
+                entropy=seed_from(torch.Generator().manual_seed(args.seed + 2)),
+                dt=1.0,
                 levy_area_approximation="none",
             )
             s_grid = torch.arange(n + 1, dtype=dtype, device=device)
@@ -323,7 +331,9 @@ def finiteness_check_cost(args: argparse.Namespace, device: torch.device) -> tup
     """Median ms and peak bytes of genflow's ``raise_if_nonfinite`` on a trajectory the size of the ODE rows'."""
     from genflow.solver.base import raise_if_nonfinite
 
-    ys = torch.randn(args.steps + 1, args.batch, args.dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    ys = torch.randn(args.steps + 1, args.batch, args.dim, generator=torch.Generator().manual_seed(args.seed)).to(
+        device
+    )
     ts = torch.linspace(1.0, 0.0, args.steps + 1, device=device)
     fn = lambda: raise_if_nonfinite(ys, ts)  # noqa: E731
     fn()
@@ -334,8 +344,8 @@ def finiteness_check_cost(args: argparse.Namespace, device: torch.device) -> tup
 def table_rows(cases: list[Case]) -> tuple[list[str], list[tuple[Case, float, float, bool]]]:
     lines = [
         "| device | method | setting | NFE direct / genflow | backend calls direct / genflow | direct ms | genflow ms "
-        "| ratio | paired | <= 1.05? | peak mem direct | peak mem genflow | max \\|diff\\| |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| ratio | paired | min ratio | <= 1.05? | peak mem direct | peak mem genflow | max \\|diff\\| |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     verdicts = []
     for c in cases:
@@ -343,7 +353,8 @@ def table_rows(cases: list[Case]) -> tuple[list[str], list[tuple[Case, float, fl
         md, mg = statistics.median(d) * 1e3, statistics.median(g) * 1e3
         (d25, d75), (g25, g75) = quartiles([v * 1e3 for v in d]), quartiles([v * 1e3 for v in g])
         ratio = mg / md
-        paired = statistics.median(b / a for a, b in zip(d, g))
+        paired = statistics.median(b / a for a, b in zip(d, g, strict=True))
+        min_ratio = min(g) / min(d)
         ok = ratio <= 1.05
         verdicts.append((c, ratio, paired, ok))
         backend = (
@@ -351,7 +362,8 @@ def table_rows(cases: list[Case]) -> tuple[list[str], list[tuple[Case, float, fl
         )
         lines.append(
             f"| {c.device} | {c.method} | {c.setting} | {c.nfe['direct']} / {c.nfe['genflow']} | {backend} "
-            f"| {md:.2f} [{d25:.2f}-{d75:.2f}] | {mg:.2f} [{g25:.2f}-{g75:.2f}] | {ratio:.3f} | {paired:.3f} "
+            f"| {md:.2f} [{d25:.2f}-{d75:.2f}] | {mg:.2f} [{g25:.2f}-{g75:.2f}] "
+            f"| {ratio:.3f} | {paired:.3f} | {min_ratio:.3f} "
             f"| {'yes' if ok else '**no**'} | {fmt_bytes(c.memory['direct'])} | {fmt_bytes(c.memory['genflow'])} "
             f"| {c.max_abs_diff:.2e} |"
         )
@@ -359,32 +371,39 @@ def table_rows(cases: list[Case]) -> tuple[list[str], list[tuple[Case, float, fl
 
 
 def report(
-    cases: list[Case], args: argparse.Namespace, devices: list[str], wall: float,
+    cases: list[Case],
+    args: argparse.Namespace,
+    devices: list[str],
+    wall: float,
     check_cost: dict[str, tuple[float, int | None]],
 ) -> str:
     traj_mib = (args.steps + 1) * args.batch * args.dim * 4 / 2**20
     lines = [
         "# Core overhead: genflow `Solver.solve` vs torchdiffeq / torchsde called directly",
         "",
-        "Generated by `benchmarks/core_overhead.py`" + (" (**--quick run**: few repeats, indicative only)" if args.quick else "")
+        "Generated by `benchmarks/core_overhead.py`"
+        + (" (**--quick run**: few repeats, indicative only)" if args.quick else "")
         + f"; total wall time {wall:.0f} s. Do not edit by hand.",
         "",
         "## Setup",
         "",
         f"- Field: `f(x, t) = 4 MLP([x, 4t]) + 2x`, MLP {args.dim} -> {args.hidden} -> {args.hidden} -> {args.dim} "
-        f"(SiLU, fixed random weights, seed {args.seed}), state batch {args.batch} x {args.dim}, float32, under `torch.no_grad()`.",
-        f"- ODE: grid `linspace(1, 0, {args.steps + 1})` (float32, decreasing, like a sampler); euler and rk4 step over "
-        f"it, dopri5 (rtol = atol = {args.tol:g}) returns the solution at its points. Direct: "
+        f"(SiLU, fixed random weights, seed {args.seed}), state batch {args.batch} x {args.dim}, float32, "
+        "under `torch.no_grad()`.",
+        f"- ODE: grid `linspace(1, 0, {args.steps + 1})` (float32, decreasing, like a sampler); euler and rk4 step "
+        f"over it, dopri5 (rtol = atol = {args.tol:g}) returns the solution at its points. Direct: "
         "`torchdiffeq.odeint(func(t, y), y0, ts, method=...)`; genflow: `SOLVERS.create(name).solve(field, x, ts)`.",
-        "- SDE: the MLP as drift, diffusion `0.2 (1 + 0.5 tanh x)` (diagonal, Ito), uniform grid `linspace(1, 0, N + 1)`. "
-        "Direct: `torchsde.sdeint` on a hand-written SDE over the time change `s in [0, N]`, `ts = arange(N + 1)`, "
+        "- SDE: the MLP as drift, diffusion `0.2 (1 + 0.5 tanh x)` (diagonal, Ito), uniform grid "
+        "`linspace(1, 0, N + 1)`. Direct: `torchsde.sdeint` on a hand-written SDE over the time change "
+        "`s in [0, N]`, `ts = arange(N + 1)`, "
         "`dt = 1`, drift scaled by `h`, diffusion by `sqrt|h|`, `BrownianInterval(t0=0, t1=N, dt=1, "
         "levy_area_approximation='none')` seeded with the same entropy genflow draws from its generator, so both "
         "variants integrate the same Brownian path.",
         f"- Timing: {args.warmup} warm-up call(s) per variant, then {args.repeats} interleaved repeats "
         "(direct/genflow, genflow/direct, ...), each call timed alone with GC off (device synchronised on CUDA). "
         "Reported: median per variant, IQR in brackets; ratio = median genflow / median direct; "
-        "paired = median over repeats of the per-repeat ratio.",
+        "paired = median over repeats of the per-repeat ratio; min ratio = fastest genflow call / fastest direct "
+        "call (the least noise-sensitive estimate on a loaded machine).",
         "- Peak memory: on CPU, one call per variant under `torch.profiler.profile(profile_memory=True)`; the "
         "peak of the running sum of the CPU allocator's alloc/free records during the call (tensor memory only, "
         "above what was allocated before the call; includes the returned trajectory, "
@@ -441,6 +460,16 @@ def report(
         "solving; genflow answers that probe without calling the model, so each direct `sdeint` call costs one extra "
         "drift evaluation (shown in the NFE column).",
     ]
+    nfe_differs = [
+        c for c in cases if not c.supplementary and c.nfe["direct"] != c.nfe["genflow"] and not c.sdeint_calls
+    ]
+    for c in nfe_differs:
+        lines.append(
+            f"- {c.method} ({c.device}): the two variants took different numbers of field evaluations "
+            f"({c.nfe['direct']} direct, {c.nfe['genflow']} genflow) because genflow passes `step_t`, so its ratio "
+            "mixes solver work with wrapper overhead; the supplementary row with `step_t` on both sides isolates "
+            "the overhead."
+        )
     split = [c for c in cases if c.sdeint_calls and c.sdeint_calls.get("genflow", 1) > 1]
     if split:
         lines.append(
@@ -464,7 +493,9 @@ def report(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repeats (smoke test)")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats per variant (default 31, quick 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats per variant (default 21, quick 5)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="grid steps")
     parser.add_argument("--batch", type=int, default=256)
@@ -472,14 +503,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--tol", type=float, default=1e-5, help="dopri5 rtol = atol")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: steadier timings on a shared machine; 0 = torch default)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CPU, plus CUDA when available")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: steadier timings on a shared machine; 0 = torch default)",
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CPU, plus CUDA when available"
+    )
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
     if args.repeats is None:
-        args.repeats = 5 if args.quick else 31
+        args.repeats = 5 if args.quick else 21
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -498,9 +534,13 @@ def main(argv: list[str] | None = None) -> None:
         for case in make_cases(device, args):
             run_case(case, args, device)
             d, g = statistics.median(case.times["direct"]), statistics.median(case.times["genflow"])
-            print(f"[{dev}] {case.method:15s} {case.setting[:28]:28s} direct {d * 1e3:8.2f} ms  genflow {g * 1e3:8.2f} ms  ratio {g / d:.3f}  "
-                  f"nfe {case.nfe}  mem {fmt_bytes(case.memory['direct'])} / {fmt_bytes(case.memory['genflow'])}  "
-                  f"diff {case.max_abs_diff:.1e}", flush=True)
+            print(
+                f"[{dev}] {case.method:15s} {case.setting[:28]:28s} direct {d * 1e3:8.2f} ms  "
+                f"genflow {g * 1e3:8.2f} ms  ratio {g / d:.3f}  "
+                f"nfe {case.nfe}  mem {fmt_bytes(case.memory['direct'])} / {fmt_bytes(case.memory['genflow'])}  "
+                f"diff {case.max_abs_diff:.1e}",
+                flush=True,
+            )
             all_cases.append(case)
     text = report(all_cases, args, devices, time.perf_counter() - start, check_cost)
     out = args.out_dir / "core_overhead.md"

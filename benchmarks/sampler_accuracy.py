@@ -20,7 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,8 +53,12 @@ class SamplerSpec:
 SAMPLERS = [
     SamplerSpec("DDIM (eta=0)", "ddim", {"eta": 0.0}, {"color": "tab:blue", "marker": "o"}),
     SamplerSpec("DDPM (ancestral)", "ddpm", {}, {"color": "tab:gray", "marker": "x"}),
-    SamplerSpec("DPM-Solver++(1)", "dpm_solver_pp", {"order": 1},
-                {"color": "tab:cyan", "marker": "+", "linestyle": "--", "markersize": 10}),
+    SamplerSpec(
+        "DPM-Solver++(1)",
+        "dpm_solver_pp",
+        {"order": 1},
+        {"color": "tab:cyan", "marker": "+", "linestyle": "--", "markersize": 10},
+    ),
     SamplerSpec("DPM-Solver++(2M)", "dpm_solver_pp", {"order": 2}, {"color": "tab:orange", "marker": "s"}),
     SamplerSpec("DPM-Solver++(3M)", "dpm_solver_pp", {"order": 3}, {"color": "tab:red", "marker": "^"}),
     SamplerSpec("Euler (PF-ODE)", "euler", {}, {"color": "tab:green", "marker": "v", "linestyle": ":"}),
@@ -112,13 +116,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         exact_at_end = mixture.at(proc, t_end)
         exact_a = exact_at_end.sample(args.n, torch.Generator().manual_seed(args.seed + 100))[0]
-        exact_b = exact_at_end.sample(args.n, torch.Generator().manual_seed(args.seed + 101))[0]
 
         def sw(x: torch.Tensor) -> float:  # same projection directions for every sampler
-            return float(sliced_wasserstein(x, exact_a, projections=args.projections,
-                                            generator=torch.Generator().manual_seed(args.seed + 200)))
+            return float(
+                sliced_wasserstein(
+                    x, exact_a, projections=args.projections, generator=torch.Generator().manual_seed(args.seed + 200)
+                )
+            )
 
-        floor_exact = sw(exact_b)
+        # the floor is itself noisy (the component counts of n draws fluctuate): several independent exact draws
+        floor_draws = [
+            sw(exact_at_end.sample(args.n, torch.Generator().manual_seed(args.seed + 101 + k))[0])
+            for k in range(args.floor_draws)
+        ]
+        floor_exact = statistics.median(floor_draws)
         floor_ref = sw(ref_x)
 
         results: list[Result] = []
@@ -150,15 +161,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # consistency: Sampler.sample with the same seed draws the same prior and gives the same samples
         consistency = []
-        for label, solver_name, kwargs in (("DPM-Solver++(2M)", "dpm_solver_pp", {"order": 2}),
-                                           ("DDPM (ancestral)", "ddpm", {})):
+        for label, solver_name, kwargs in (
+            ("DPM-Solver++(2M)", "dpm_solver_pp", {"order": 2}),
+            ("DDPM (ancestral)", "ddpm", {}),
+        ):
             budget = 20 if 20 in args.budgets else args.budgets[0]
             sampler = gf.Sampler(proc, model, gf.SOLVERS.create(solver_name, **kwargs), grid=args.grid)
             if "ddpm" == solver_name:  # Sampler.sample uses one generator for prior and noise: redo it that way
                 g = torch.Generator().manual_seed(args.seed)
                 x = proc.prior((args.n, 2), g, dtype=dtype)
-                direct = sampler.solver.solve(ModelDenoiser(proc, model), x, sampler.time_grid(budget, dtype=dtype),
-                                              generator=g).x
+                direct = sampler.solver.solve(
+                    ModelDenoiser(proc, model), x, sampler.time_grid(budget, dtype=dtype), generator=g
+                ).x
             else:
                 direct = outputs[(label, budget)]
             out = sampler.sample((args.n, 2), budget, generator=torch.Generator().manual_seed(args.seed), dtype=dtype)
@@ -170,8 +184,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if ("DDIM (eta=0)", b) in outputs and ("DPM-Solver++(1)", b) in outputs
         )
     return dict(
-        results=results, ref_nfe=ref_nfe, ref_seconds=ref_seconds, ref_check=ref_check, floor_exact=floor_exact,
-        floor_ref=floor_ref, t_start=t_start, t_end=t_end, consistency=consistency, ddim_vs_dpm1=ddim_vs_dpm1,
+        results=results,
+        ref_nfe=ref_nfe,
+        ref_seconds=ref_seconds,
+        ref_check=ref_check,
+        floor_exact=floor_exact,
+        floor_draws=floor_draws,
+        floor_ref=floor_ref,
+        t_start=t_start,
+        t_end=t_end,
+        consistency=consistency,
+        ddim_vs_dpm1=ddim_vs_dpm1,
         grid=probe.grid.to_config().get("name", args.grid),
     )
 
@@ -215,8 +238,16 @@ def plot(data: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
     target = target_numbers(results)
     if target is not None:
         (dpm_c, ddim_c), _ = target
-        ax_a.scatter([dpm_c.nfe, ddim_c.nfe], [dpm_c.dist, ddim_c.dist], s=180, facecolors="none",
-                     edgecolors="black", linewidths=1.2, zorder=5, label="target: DPM++(2M)@20 vs DDIM@50")
+        ax_a.scatter(
+            [dpm_c.nfe, ddim_c.nfe],
+            [dpm_c.dist, ddim_c.dist],
+            s=180,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=5,
+            label="target: DPM++(2M)@20 vs DDIM@50",
+        )
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     for ax in (ax_a, ax_b):  # label the budgets (points below a budget sit just left of its tick)
@@ -228,7 +259,14 @@ def plot(data: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
     ax_a.set_title("(a) error vs the exact probability-flow ODE solution")
     ax_a.grid(True, which="both", alpha=0.3)
     ax_a.legend(fontsize=8)
-    ax_b.axhline(data["floor_exact"], color="black", linestyle="--", linewidth=1, label="floor: exact vs exact")
+    ax_b.axhspan(
+        min(data["floor_draws"]),
+        max(data["floor_draws"]),
+        color="black",
+        alpha=0.08,
+        label=f"exact vs exact: range over {len(data['floor_draws'])} draws",
+    )
+    ax_b.axhline(data["floor_exact"], color="black", linestyle="--", linewidth=1, label="exact vs exact: median")
     ax_b.axhline(data["floor_ref"], color="black", linestyle=":", linewidth=1, label="floor: reference ODE vs exact")
     ax_b.set_xlabel("NFE (model calls)")
     ax_b.set_ylabel("sliced W2 to exact samples at t_end")
@@ -276,9 +314,10 @@ def report(data: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
         "- Budgets are NFE (model calls); steps = NFE // (calls per step): 1 for DDIM, DDPM, DPM-Solver++ and Euler, "
         "2 for Heun, 4 for RK4. A cell shows `(NFE k)` when the budget is not a multiple of the calls per step; "
         "`-` when it is below one step.",
-        f"- Prior draws: `process.prior(({args.n}, 2), Generator().manual_seed({args.seed}), dtype=float64)`, shared by "
-        "every sampler and the reference; diffusion samplers get `ModelDenoiser(process, model)`, ODE solvers its "
-        f"`.velocity` (the probability-flow ODE); DDPM's noise uses `Generator().manual_seed({args.seed + 1})`.",
+        f"- Prior draws: `process.prior(({args.n}, 2), Generator().manual_seed({args.seed}), dtype=float64)`, "
+        "shared by every sampler and the reference; diffusion samplers get `ModelDenoiser(process, model)`, "
+        "ODE solvers its `.velocity` (the probability-flow ODE); DDPM's noise uses "
+        f"`Generator().manual_seed({args.seed + 1})`.",
         f"- Reference: dopri5, rtol = atol = {args.ref_tol:g}, on the same probability-flow ODE between the same "
         f"end points ({data['ref_nfe']} NFE, {data['ref_seconds']:.1f} s). Self-check: dopri8 at the same tolerance "
         f"differs from it by {data['ref_check']:.1e} on average, far below every error in table (a).",
@@ -296,7 +335,11 @@ def report(data: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
     ]
     for r in results:
         if r.deterministic:
-            lines.append(f"| {r.spec.label} | " + " | ".join(cell_text(r.cells.get(b), r.cells[b].dist if b in r.cells else None) for b in budgets) + " |")
+            lines.append(
+                f"| {r.spec.label} | "
+                + " | ".join(cell_text(r.cells.get(b), r.cells[b].dist if b in r.cells else None) for b in budgets)
+                + " |"
+            )
     lines += [
         "",
         "## (b) Sliced Wasserstein-2 distance to exact samples (all samplers)",
@@ -305,12 +348,20 @@ def report(data: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
         sep,
     ]
     for r in results:
-        lines.append(f"| {r.spec.label} | " + " | ".join(cell_text(r.cells.get(b), r.cells[b].sw if b in r.cells else None) for b in budgets) + " |")
+        lines.append(
+            f"| {r.spec.label} | "
+            + " | ".join(cell_text(r.cells.get(b), r.cells[b].sw if b in r.cells else None) for b in budgets)
+            + " |"
+        )
     lines += [
         "",
-        f"Floors (same {args.n} samples, same projections): exact vs independent exact samples "
-        f"**{data['floor_exact']:.2e}**; reference ODE solution vs exact samples **{data['floor_ref']:.2e}**. "
-        "Values near these are at the resolution of this metric; below them, differences are sampling noise.",
+        f"Floors (n = {args.n}, same projections): exact samples vs {len(data['floor_draws'])} independent exact "
+        f"draws: median **{data['floor_exact']:.2e}** (range {min(data['floor_draws']):.2e} to "
+        f"{max(data['floor_draws']):.2e}); the reference ODE solution from the shared prior draws vs the same exact "
+        f"samples: **{data['floor_ref']:.2e}**. Differences within that range are finite-sample noise (mostly the "
+        "random number of draws per mixture component), so table (b) only separates samplers well above it; "
+        "the deterministic samplers' converged values sit at the reference ODE's value because they share its "
+        "prior draws.",
         "",
         "## Which sampler at 10, 20, 50 NFE (by metric (a))",
         "",
@@ -321,8 +372,11 @@ def report(data: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
             continue
         label, c = best
         others = sorted(
-            ((r.spec.label, r.cells[b].dist, r.cells[b].nfe) for r in results
-             if r.deterministic and b in r.cells and r.cells[b].nfe <= b),
+            (
+                (r.spec.label, r.cells[b].dist, r.cells[b].nfe)
+                for r in results
+                if r.deterministic and b in r.cells and r.cells[b].nfe <= b
+            ),
             key=lambda t: t[1],
         )
         ranking = ", ".join(f"{lab} {d:.2e}" + (f" (NFE {n})" if n != b else "") for lab, d, n in others)
@@ -331,12 +385,14 @@ def report(data: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
     lines += ["", "## Target", ""]
     target = target_numbers(results)
     if target is None:
-        lines.append("Target \"DPM-Solver++(2M) at 20 NFE is at least as accurate as DDIM at 50 NFE\": not evaluated "
-                     "(this run lacks the 20 or 50 NFE budget).")
+        lines.append(
+            'Target "DPM-Solver++(2M) at 20 NFE is at least as accurate as DDIM at 50 NFE": not evaluated '
+            "(this run lacks the 20 or 50 NFE budget)."
+        )
     else:
         (dpm, ddim), held = target
         lines.append(
-            f"Target \"DPM-Solver++(2M) at 20 NFE is at least as accurate as DDIM at 50 NFE\" (metric (a)): "
+            f'Target "DPM-Solver++(2M) at 20 NFE is at least as accurate as DDIM at 50 NFE" (metric (a)): '
             f"**{'HOLDS' if held else 'DOES NOT HOLD'}**: DPM-Solver++(2M) at {dpm.nfe} NFE: {dpm.dist:.3e}; "
             f"DDIM at {ddim.nfe} NFE: {ddim.dist:.3e} (ratio {dpm.dist / ddim.dist:.2f})."
         )
@@ -358,17 +414,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and budgets (smoke test)")
     parser.add_argument("--n", type=int, default=None, help="samples (default 4000, quick 500)")
-    parser.add_argument("--budgets", type=int, nargs="+", default=None,
-                        help="NFE budgets (default 5 10 20 50 100 200, quick 5 10 20 50)")
+    parser.add_argument(
+        "--budgets",
+        type=int,
+        nargs="+",
+        default=None,
+        help="NFE budgets (default 5 10 20 50 100 200, quick 5 10 20 50)",
+    )
     parser.add_argument("--grid", default=None, help="time grid name (default: the process's, logsnr for VP)")
     parser.add_argument("--projections", type=int, default=512, help="sliced Wasserstein directions")
     parser.add_argument("--ref-tol", type=float, default=1e-10, help="reference dopri5 rtol = atol")
+    parser.add_argument(
+        "--floor-draws",
+        type=int,
+        default=None,
+        help="independent exact draws for the sliced Wasserstein floor (default 8, quick 3)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = 500 if args.quick else 4000
+    if args.floor_draws is None:
+        args.floor_draws = 3 if args.quick else 8
     if args.budgets is None:
         args.budgets = [5, 10, 20, 50] if args.quick else [5, 10, 20, 50, 100, 200]
     args.budgets = sorted(set(args.budgets))
