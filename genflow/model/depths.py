@@ -24,7 +24,7 @@ from torch import Tensor
 
 from genflow.errors import DTypeError, ShapeError
 
-__all__ = ["ExitDepths", "run_on_prefix"]
+__all__ = ["ExitDepths", "run_on_prefix", "prepare_transformer_inputs"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,21 @@ def run_on_prefix(fn: Callable[..., Tensor], n: int, h: Tensor, *per_sample: Ten
     if n == 0:
         return h
     return torch.cat([fn(h[:n], *(a[:n] for a in per_sample)), h[n:]], dim=0)
+
+
+def prepare_transformer_inputs(
+    model: Any, x: Any, t: Any, cond: Any, exit: Any, owner: str
+) -> tuple[Tensor, Tensor, Tensor, ExitDepths]:
+    """Validate a transformer backbone's ``(x, t, cond, exit)`` and sort the batch by exit depth.
+
+    ``model`` provides ``event_shape``, ``pos_embed`` (its dtype), ``num_classes`` and ``num_blocks``.
+
+    Returns:
+        ``(x, t, labels, depths)`` with the first three sorted by depth (undo with ``depths.unsort``).
+    """
+    from genflow.model.inputs import check_labels, check_model_input
+
+    x, t = check_model_input(x, t, model.event_shape, model.pos_embed.dtype, owner)
+    labels = check_labels(cond, x.shape[0], model.num_classes, device=x.device, owner=owner)
+    depths = ExitDepths.resolve(exit, x.shape[0], model.num_blocks, device=x.device, owner=owner)
+    return depths.sort(x), depths.sort(t), depths.sort(labels), depths

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from genflow.errors import ConfigError
 from genflow.model.base import MODELS, ScoreModel
-from genflow.model.depths import ExitDepths, run_on_prefix
+from genflow.model.depths import prepare_transformer_inputs, run_on_prefix
 from genflow.model.flops import BlockFlops, measure_block_flops
-from genflow.model.inputs import check_backbone_sizes, check_labels, check_model_input
+from genflow.model.inputs import check_backbone_sizes
 from genflow.model.layers import LabelEmbedding, TimestepEmbedding, unpatchify
 from genflow.process.gaussian import check_parameterization
 
@@ -166,10 +166,7 @@ class UViT(ScoreModel):
         Shapes:
             x: ``(batch, in_channels, image_size, image_size)``; t, cond, exit: ``(batch,)``.
         """
-        x, t = check_model_input(x, t, self.event_shape, self.pos_embed.dtype, "UViT")
-        labels = check_labels(cond, x.shape[0], self.num_classes, device=x.device, owner="UViT")
-        depths = ExitDepths.resolve(exit, x.shape[0], self.num_blocks, device=x.device, owner="UViT")
-        x, t, labels = depths.sort(x), depths.sort(t), depths.sort(labels)
+        x, t, labels, depths = prepare_transformer_inputs(self, x, t, cond, exit, "UViT")
         tokens = [self.time_embed(t).unsqueeze(1)]
         if self.label_embed is not None:
             tokens.append(self.label_embed(labels).unsqueeze(1))
