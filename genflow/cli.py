@@ -70,13 +70,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 def _evaluate_digits(process, model, solvers, n, seed, batch_size) -> list[dict[str, Any]]:
     """Sample with each solver spec and measure digits FD against the test split."""
-    from genflow.metrics import digits_fd
+    from genflow.metrics import digits_fd, load_digits_feature_net
     from genflow.pipeline import sample_with, solver_label
 
+    net = load_digits_feature_net()  # loaded once for every solver
     rows = []
     for spec in solvers:
         out = sample_with(process, model, spec, n, seed=seed, batch_size=batch_size)
-        fd = digits_fd(out.samples.clamp(-1, 1), reference="test", value_range="generation")
+        fd = digits_fd(out.samples.clamp(-1, 1), reference="test", value_range="generation", net=net)
         rows.append(
             {"solver": solver_label(spec), "steps": spec["steps"], "NFE": out.nfe,
              "seconds": round(out.seconds, 2), "digits FD": round(fd, 2), "_samples": out.samples}

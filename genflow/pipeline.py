@@ -65,7 +65,7 @@ def _objective(config: dict[str, Any], process_config: dict[str, Any]) -> Object
 
 def _seeded_model(config: dict[str, Any], seed: int) -> ScoreModel:
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # CPU only: models are built on the CPU
         return MODELS.from_config(config)
 
 

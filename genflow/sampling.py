@@ -41,11 +41,13 @@ class ModelDenoiser:
         self.cond = cond
         self.calls = 0
 
+    @staticmethod
+    def _times(x: Tensor, t: Tensor) -> Tensor:
+        """``t`` (scalar or ``(batch,)``) as ``(batch,)`` on ``x``'s device and dtype, clamped into ``[0, 1]``."""
+        return torch.as_tensor(t, dtype=x.dtype, device=x.device).clamp(0.0, 1.0).expand(x.shape[0])
+
     def prediction(self, x: Tensor, t: Tensor) -> Tensor:
-        """The model's raw output at ``(x, t)`` (one counted call); ``t`` scalar or ``(batch,)``."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).clamp(0.0, 1.0)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
+        """The model's raw output at ``(x, t)`` (one counted call); ``t`` as given by :meth:`_times`."""
         self.calls += 1
         out = self.model(x, t, cond=self.cond) if self.cond is not None else self.model(x, t)
         if out.shape != x.shape:
@@ -55,12 +57,12 @@ class ModelDenoiser:
         return out
 
     def _convert(self, x: Tensor, t: Tensor, target: str) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).clamp(0.0, 1.0).expand(x.shape[0])
+        t = self._times(x, t)
         return self.process.convert(self.prediction(x, t), self.model.parameterization, target, x, t)
 
     def predict(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(x0_hat, eps_hat)`` for native diffusion samplers."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).clamp(0.0, 1.0).expand(x.shape[0])
+        t = self._times(x, t)
         return self.process.to_x0_eps(self.prediction(x, t), self.model.parameterization, x, t)
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:
@@ -164,6 +166,7 @@ class Sampler:
         return_trajectory: bool = False,
         dtype: torch.dtype | None = None,
         device: Any = None,
+        x_init: Tensor | None = None,
     ) -> SampleOutput:
         """Draw ``shape[0]`` samples of event shape ``shape[1:]``.
 
@@ -176,6 +179,8 @@ class Sampler:
             return_trajectory: Also return states at every grid time.
             dtype / device: Of the samples; default float32 (torch default) and
                 the model's device.
+            x_init: Start states at the first grid time, shape ``shape`` (e.g. noised
+                data for SDEdit); default draws from ``process.prior`` at that time.
 
         Raises:
             ShapeError: bad ``shape`` or ``batch_size``.
@@ -186,6 +191,10 @@ class Sampler:
         if len(shape) < 1 or shape[0] < 1:
             raise ShapeError(f"shape must be (n, *event_shape) with n >= 1; got {shape}")
         n = shape[0]
+        if x_init is not None and tuple(x_init.shape) != shape:
+            raise ShapeError(f"x_init must have the sample shape {shape}; got {tuple(x_init.shape)}")
+        if cond is not None and len(cond) != n:
+            raise ShapeError(f"cond must have one entry per sample ({n}); got {len(cond)}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ShapeError(f"batch_size must be a positive int or None; got {batch_size!r}")
         chunk = batch_size or n
@@ -199,7 +208,10 @@ class Sampler:
         for lo in range(0, n, chunk):
             b = min(chunk, n - lo)
             denoiser = ModelDenoiser(self.process, self.model, None if cond is None else cond[lo : lo + b])
-            x = self.process.prior((b, *shape[1:]), generator, dtype=dtype, device=device)
+            if x_init is None:
+                x = self.process.prior((b, *shape[1:]), generator, t=float(ts[0]), dtype=dtype, device=device)
+            else:
+                x = x_init[lo : lo + b].to(device=device, dtype=dtype)
             sol = self.solver.solve(
                 self._field(denoiser), x, ts, generator=generator, return_trajectory=return_trajectory
             )

@@ -74,8 +74,8 @@ def check_time_grid(ts: Any, *, like: Tensor | None = None, name: str = "ts") ->
 
     Args:
         ts: Sequence or tensor of times.
-        like: If given, the grid is moved to its device (dtype float64 is kept for
-            float64 states, float32 otherwise follows ``like``).
+        like: If given, the grid is moved to its device, in float64 for a float64
+            state and float32 otherwise (a bfloat16 grid could not resolve small steps).
         name: Name used in error messages.
 
     Returns:
@@ -91,7 +91,7 @@ def check_time_grid(ts: Any, *, like: Tensor | None = None, name: str = "ts") ->
         except (TypeError, ValueError) as err:
             raise TimeGridError(f"{name} must be a 1-D sequence of times; got {type(ts).__name__}") from err
     if like is not None:
-        ts = ts.to(device=like.device, dtype=like.dtype)
+        ts = ts.to(device=like.device, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
     if not ts.is_floating_point():
         ts = ts.to(torch.get_default_dtype())
     if ts.ndim != 1 or ts.numel() == 0:

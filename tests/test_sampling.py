@@ -124,3 +124,20 @@ def test_sampler_defaults_and_errors():
 
     with pytest.raises(ShapeError, match="returned shape"):
         gf.Sampler(process, WrongShape(), gf.DDIM()).sample((4, 2), 3, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("solver", [gf.DDIM(), gf.Euler()], ids=["ddim", "euler"])
+def test_t_start_draws_the_prior_at_that_time_and_x_init_is_used(solver):
+    mixture = GaussianMixture.isotropic([1.0], torch.zeros(1, 2), 0.05)
+    process = gf.VEProcess()
+    sampler = gf.Sampler(process, GaussianMixtureScore(mixture, process), solver, t_start=0.3, grid="uniform")
+    out = sampler.sample((4000, 2), 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert 0.03 < float(out.samples.std()) < 0.08  # the data's 0.05, not sigma_max's scale
+    x_init = torch.full((3, 2), 0.5, dtype=torch.float64)
+    started = sampler.sample((3, 2), 5, generator=torch.Generator(), dtype=torch.float64, x_init=x_init,
+                             return_trajectory=True)  # fmt: skip
+    assert torch.equal(started.trajectory[0], x_init)
+    with pytest.raises(ShapeError, match="x_init"):
+        sampler.sample((4, 2), 5, generator=torch.Generator(), x_init=x_init)
+    with pytest.raises(ShapeError, match="cond must have one entry per sample"):
+        sampler.sample((8, 2), 5, generator=torch.Generator(), cond=torch.arange(3), batch_size=4)

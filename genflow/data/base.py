@@ -87,6 +87,11 @@ class ImageTensorDataset(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """``(images, labels)``, as ``torch.utils.data.TensorDataset`` exposes them (batches by indexing)."""
+        return self.images, self.labels
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.images[index], self.labels[index]
 

@@ -24,7 +24,7 @@ from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess, check_parameterization
 from genflow.process.interpolant import LinearInterpolant
-from genflow.random import standard_normal
+from genflow.random import require_generator, standard_normal
 from genflow.validation import check_instance
 
 __all__ = ["DenoisingScoreMatching", "FlowMatching"]
@@ -70,6 +70,7 @@ class DenoisingScoreMatching(Objective):
             raise ConfigError(f"need 0 <= t_min < t_max <= 1; got t_min={self.t_min}, t_max={self.t_max}")
 
     def draw(self, n, event_shape, generator, *, dtype, device):
+        generator = require_generator(generator, f"{type(self).__name__}.draw")
         u = torch.rand(n, generator=generator, dtype=dtype, device=generator.device).to(device)
         return {
             "t": self.t_min + (self.t_max - self.t_min) * u,
@@ -89,6 +90,7 @@ class DenoisingScoreMatching(Objective):
 
     def _min_snr_weight(self, kind: str, xt: Tensor, t: Tensor) -> Tensor:
         # an error e in `kind` maps to an eps-space error of size |d eps / d kind| e; weight it by min(SNR, g)/SNR
+        t = t.clamp(1e-5, 1.0 - 1e-5)  # the weight's limits at sigma = 0 or alpha = 0, without inf * 0
         ones = torch.ones_like(xt)
         scale = self.process.convert(ones, kind, "eps", torch.zeros_like(xt), t).flatten(1)[:, 0].abs()
         snr = torch.exp(2.0 * self.process.log_snr(t))

@@ -101,11 +101,15 @@ class GaussianProcess(Process):
         shape: tuple[int, ...],
         generator: torch.Generator,
         *,
+        t: float | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw from ``N(0, sigma(t_max)^2 I)``, the prior the samplers start from.
+        """Draw from ``N(0, sigma(t)^2 I)`` (``t`` defaults to ``t_max``), the prior samplers start from.
 
+        This is the marginal at ``t`` only where the noise dominates the data
+        (``alpha(t)^2 Var(x0) << sigma(t)^2``); to start lower, from noised data
+        (SDEdit), pass ``x_init`` to :meth:`genflow.sampling.Sampler.sample`.
         Noise is drawn on the generator's device and moved (:func:`genflow.random.standard_normal`).
 
         Raises:
@@ -113,7 +117,7 @@ class GaussianProcess(Process):
         """
         dtype = dtype or torch.get_default_dtype()
         device = device or getattr(generator, "device", "cpu")
-        scale = float(self.sigma(torch.tensor(self.t_max, dtype=torch.float64)))
+        scale = float(self.sigma(torch.tensor(self.t_max if t is None else float(t), dtype=torch.float64)))
         return scale * standard_normal(
             shape, generator, dtype=dtype, device=device, where=f"{type(self).__name__}.prior"
         )

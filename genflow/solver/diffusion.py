@@ -11,6 +11,8 @@ References:
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -55,11 +57,12 @@ class _DiffusionSampler(Solver):
         raise_if_nonfinite(torch.stack(finite), ts)
         return x, torch.stack(states) if return_trajectory else None, nfe
 
+    @abstractmethod
     def _step(self, process, x, x0, eps, history, ts, k, t, s, generator) -> Tensor:
-        raise NotImplementedError
+        """One step from ``ts[k]`` to ``ts[k + 1]`` given the prediction ``(x0, eps)`` at ``x``."""
 
 
-def _coefficients(process: GaussianProcess, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+def _alpha_sigma(process: GaussianProcess, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     shape = (-1,) + (1,) * (like.ndim - 1)
     return process.alpha(t).reshape(shape), process.sigma(t).reshape(shape)
 
@@ -98,7 +101,7 @@ class DDIM(_DiffusionSampler):
         self.is_stochastic = self.eta > 0
 
     def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
-        a_s, s_s = _coefficients(process, s, x)
+        a_s, s_s = _alpha_sigma(process, s, x)
         if self.eta == 0.0:
             return a_s * x0 + s_s * eps
         ratio = torch.exp(2.0 * (process.log_snr(t) - process.log_snr(s))).reshape(a_s.shape)
@@ -149,8 +152,8 @@ class DPMSolverPP(_DiffusionSampler):
         lam = process.log_snr  # half log-SNR, increasing towards the data
         lam_t, lam_s = lam(ts[k]), lam(ts[k + 1])
         h = lam_s - lam_t
-        a_s, s_s = _coefficients(process, s, x)
-        _, s_t = _coefficients(process, t, x)
+        a_s, s_s = _alpha_sigma(process, s, x)
+        _, s_t = _alpha_sigma(process, t, x)
         phi1 = torch.expm1(-h)
         base = (s_s / s_t) * x - a_s * phi1 * x0
         order = self._step_order(process, ts, k)

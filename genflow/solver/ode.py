@@ -12,6 +12,7 @@ Reference: Chen et al. 2018, "Neural Ordinary Differential Equations" (torchdiff
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from genflow.errors import ConfigError, NonFiniteError
+from genflow.errors import ComponentError, ConfigError, NonFiniteError
 from genflow.solver.base import SOLVERS, Solver, raise_if_nonfinite
 
 __all__ = ["Euler", "Midpoint", "Heun", "RK4", "Dopri5", "Bosh3", "AdaptiveHeun", "Dopri8"]
@@ -48,9 +49,9 @@ class _TorchdiffeqSolver(Solver):
     method: ClassVar[str]
     solve_options = ("adjoint_params",)
 
+    @abstractmethod
     def _torchdiffeq_options(self, ts: Tensor) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(keyword arguments, options dict)`` for ``odeint``."""
-        raise NotImplementedError
 
     def _solve(self, field, x, ts, *, generator, return_trajectory, adjoint_params=None):
         lo, hi = float(ts.min()), float(ts.max())
@@ -59,6 +60,11 @@ class _TorchdiffeqSolver(Solver):
         try:
             if self.adjoint:
                 params = tuple(adjoint_params) if adjoint_params is not None else tuple(func.parameters())
+                if not params and not isinstance(field, nn.Module) and torch.is_grad_enabled():
+                    raise ComponentError(
+                        f"{type(self).__name__}(adjoint=True) finds parameters only on an nn.Module field; got "
+                        f"{type(field).__name__}: pass solve(..., adjoint_params=model.parameters()) or a Module"
+                    )
                 ys = odeint_adjoint(func, x, ts, method=self.method, options=options, adjoint_params=params, **kwargs)
             else:
                 ys = odeint(func, x, ts, method=self.method, options=options, **kwargs)

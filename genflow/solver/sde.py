@@ -107,10 +107,11 @@ class _TimeChangedSDE:
         return (g * abs(h) ** 0.5).reshape(y.shape)
 
     def _g_dg(self, x: Tensor, t: Tensor) -> Tensor:
+        keep_graph = torch.is_grad_enabled()  # read outside enable_grad: build a graph only if the caller wants one
         with torch.enable_grad():
             xg = x if x.requires_grad else x.detach().requires_grad_(True)
             g = self.sde.diffusion(xg, t)
-            (dg,) = torch.autograd.grad(g, xg, grad_outputs=g, create_graph=torch.is_grad_enabled(), allow_unused=True)
+            (dg,) = torch.autograd.grad(g, xg, grad_outputs=g, create_graph=keep_graph, allow_unused=True)
         return torch.zeros_like(x) if dg is None else dg
 
 
@@ -175,10 +176,16 @@ class _TorchsdeSolver(Solver):
         n = ts.numel() - 1
         adapter = _TimeChangedSDE(sde, ts, event_shape, self.sde_type)
         steps = adapter.steps
-        rtol = 64 * torch.finfo(steps.dtype).eps  # round-off of a uniform grid in the state's dtype
-        adapter.uniform = bool(torch.allclose(steps, steps[:1].expand_as(steps), rtol=rtol, atol=0.0))
+        # round-off of a uniform grid's steps is absolute, about eps * max|t| per point
+        atol = 64 * torch.finfo(steps.dtype).eps * float(ts.abs().max())
+        adapter.uniform = bool(torch.allclose(steps, steps[:1].expand_as(steps), rtol=0.0, atol=atol))
         single_call = adapter.uniform or not self.evaluates_step_end
         if brownian is not None:
+            if tuple(brownian.shape) != tuple(y0.shape):
+                raise ShapeError(
+                    f"brownian must have shape (batch, prod(event_shape)) = {tuple(y0.shape)} (states are flattened "
+                    f"for torchsde); got {tuple(brownian.shape)}"
+                )
             bm = _TimeChangedBrownian(brownian, adapter)
         else:
             seed = seed_from(generator, f"{type(self).__name__}.solve")

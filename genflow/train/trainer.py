@@ -27,6 +27,7 @@ from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from genflow.errors import ConfigError
+from genflow.io import write_text_atomic
 from genflow.objectives.base import Objective
 from genflow.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, prune, save_checkpoint
 from genflow.train.distributed import DistributedContext, init_distributed
@@ -35,6 +36,7 @@ from genflow.validation import check_instance
 __all__ = ["Trainer", "TrainResult"]
 
 SCHEDULES = ("constant", "cosine")
+ORDER_SETTINGS = ("batch_size", "world_size", "seed")  # resuming with other values would not continue the run
 Callback = Callable[["Trainer", int, float], None]
 
 
@@ -135,6 +137,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if self.ema_decay > 0 else None
         self.step = 0
         self._saved_step: int | None = None
+        self._epoch_order: tuple[tuple[int, int] | None, Tensor | None] = (None, None)
         self.settings = {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "betas": list(betas),
             "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip,
@@ -158,8 +161,9 @@ class Trainer:
         if per_epoch < 1:
             raise ConfigError(f"dataset of {n} examples is smaller than one global batch of {global_batch}")
         epoch, j = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=_seeded(self.seed, 1, epoch))
-        return perm[j * global_batch : (j + 1) * global_batch]
+        if self._epoch_order[0] != (epoch, n):
+            self._epoch_order = ((epoch, n), torch.randperm(n, generator=_seeded(self.seed, 1, epoch)))
+        return self._epoch_order[1][j * global_batch : (j + 1) * global_batch]
 
     @staticmethod
     def _fetch(dataset: Dataset, indices: Tensor) -> tuple[Tensor, Any]:
@@ -178,6 +182,16 @@ class Trainer:
         if self.out_dir is None or latest_checkpoint(self.out_dir) is None:
             return
         ckpt = load_checkpoint(self.out_dir)
+        saved = ckpt.state.get("trainer", {})
+        changed = {
+            k: (saved[k], self.settings[k]) for k in ORDER_SETTINGS if k in saved and saved[k] != self.settings[k]
+        }
+        if changed:
+            details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in changed.items())
+            raise ConfigError(
+                f"cannot resume {self.out_dir}: the data order depends on settings that changed ({details}); "
+                "use the saved settings or another out_dir"
+            )
         self.model.load_state_dict(ckpt.model)
         if self.ema is not None and ckpt.ema:
             self.ema.load_state_dict(ckpt.ema)
@@ -217,7 +231,7 @@ class Trainer:
         if path is None or not path.exists() or not self.ctx.is_main:
             return
         kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
-        path.write_text("".join(line + "\n" for line in kept))
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     # ----------------------------------------------------------------------- fit
     def fit(self, dataset: Dataset, *, resume: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -225,8 +239,14 @@ class Trainer:
         if resume:
             self._restore()
             self._truncate_log()
-        first, _ = self._fetch(dataset, torch.arange(1))
+        elif self.out_dir is not None and self.ctx.is_main and latest_checkpoint(self.out_dir) is not None:
+            raise ConfigError(
+                f"{self.out_dir} already holds checkpoints of another run; resume it (resume=True) or use a new out_dir"
+            )
+        first, labels = self._fetch(dataset, torch.arange(1))
         event_shape = tuple(first.shape[1:])
+        if self.conditional and not isinstance(labels, Tensor):
+            raise ConfigError("conditional=True needs a dataset whose items are (x, label); this one has no labels")
         train_model = self.model
         if self.ctx.enabled:
             ddp_args = {"device_ids": [self.ctx.device.index]} if self.ctx.device.type == "cuda" else {}
@@ -237,13 +257,14 @@ class Trainer:
         bar = tqdm(total=self.steps, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
         start = time.perf_counter()
         while self.step < self.steps:
+            lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
             loss, grad_norm = self._train_step(train_model, dataset, event_shape)
             self.step += 1
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.steps:
                 record = {
-                    "step": self.step, "loss": self._mean_over_ranks(loss), "grad_norm": grad_norm,
-                    "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - start,
+                    "step": self.step, "loss": self._mean_over_ranks(loss), "grad_norm": float(grad_norm),
+                    "lr": lr, "seconds": time.perf_counter() - start,
                 }  # fmt: skip
                 result.history.append(record)
                 self._log(record)
@@ -260,35 +281,38 @@ class Trainer:
 
     def _train_step(
         self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
-    ) -> tuple[Tensor, float]:
+    ) -> tuple[Tensor, Tensor]:
         # layers that draw from the global RNG (dropout, label dropout) see a per-(seed, step, rank) seed, so
         # resume stays exact; fork_rng restores the caller's RNG state afterwards
         devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(_seeded(self.seed, 3, self.step, self.ctx.rank).initial_seed()))
+            seed = int(_seeded(self.seed, 3, self.step, self.ctx.rank).initial_seed())
+            torch.random.default_generator.manual_seed(seed)  # this process's CPU generator ...
+            if devices:
+                torch.cuda.manual_seed(seed)  # ... and its own GPU only: other devices keep their state
             return self._train_step_seeded(train_model, dataset, event_shape)
 
     def _train_step_seeded(
         self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
-    ) -> tuple[Tensor, float]:
+    ) -> tuple[Tensor, Tensor]:
         indices = self._global_indices(len(dataset), self.step)
-        x, cond = self._fetch(dataset, indices)
+        part = slice(self.ctx.rank * self.batch_size, (self.ctx.rank + 1) * self.batch_size)
+        x, cond = self._fetch(dataset, indices[part])  # this rank's share of the global batch
         dtype = next(iter(self.params)).dtype if self.params else torch.get_default_dtype()
         draws = self.objective.draw(
             len(indices), event_shape, _seeded(self.seed, 2, self.step), dtype=dtype, device="cpu"
         )
-        part = slice(self.ctx.rank * self.batch_size, (self.ctx.rank + 1) * self.batch_size)
-        x = x[part].to(self.ctx.device, dtype)
-        cond = cond[part].to(self.ctx.device) if self.conditional and isinstance(cond, Tensor) else None
+        x = x.to(self.ctx.device, dtype)
+        cond = cond.to(self.ctx.device) if self.conditional and isinstance(cond, Tensor) else None
         draws = {k: v[part].to(self.ctx.device) for k, v in draws.items()}
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
             loss = self.objective.loss(train_model, x, cond, draws)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.grad_clip > 0:
-            grad_norm = float(nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+        if self.grad_clip > 0:  # the norm stays a tensor: no host sync unless a record is logged
+            grad_norm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         else:
-            grad_norm = float(torch.norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None])))
+            grad_norm = torch.norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:

@@ -73,3 +73,15 @@ def test_draws_are_reproducible_and_configs_round_trip():
     assert clone.to_config() == objective.to_config() and isinstance(clone.process, gf.VEProcess)
     with pytest.raises(ConfigError, match="weighting"):
         DenoisingScoreMatching("vp", weighting="snr")
+
+
+def test_min_snr_is_finite_where_sigma_or_alpha_is_zero_and_draw_needs_a_generator():
+    from genflow.errors import GeneratorRequiredError
+
+    li = gf.LinearInterpolant()
+    objective = DenoisingScoreMatching(li, weighting="min_snr", t_min=0.0, t_max=1.0)
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    for kind in gf.PARAMETERIZATIONS:
+        assert bool(torch.isfinite(objective._min_snr_weight(kind, torch.zeros(3, 2, dtype=torch.float64), t)).all())
+    with pytest.raises(GeneratorRequiredError, match="draw"):
+        objective.draw(4, (2,), None, dtype=torch.float64, device="cpu")

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 
 import genflow as gf
-from genflow.errors import NonFiniteError
+from genflow.errors import ComponentError, NonFiniteError
 from genflow.testing import LinearODE
 from tests.strategies import ADAPTIVE_ODE_SOLVERS, FIXED_ODE_SOLVERS, ODE_SOLVERS, batch_sizes, dtypes, event_shapes
 
@@ -157,3 +157,13 @@ def test_config_round_trip_gives_identical_outputs(name):
     clone = gf.SOLVERS.from_config(json.loads(json.dumps(solver.to_config())))
     ts = torch.linspace(0.0, 1.0, 9, dtype=torch.float64)
     assert torch.equal(solver.solve(PROBLEM, X0, ts).x, clone.solve(PROBLEM, X0, ts).x)
+
+
+def test_adjoint_with_a_plain_function_field_is_refused():
+    lin = torch.nn.Linear(2, 2).double()
+    x0 = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ComponentError, match="adjoint_params"):
+        gf.RK4(adjoint=True).solve(lambda x, t: lin(x), x0, torch.linspace(0, 1, 5))
+    sol = gf.RK4(adjoint=True).solve(lambda x, t: lin(x), x0, torch.linspace(0, 1, 5), adjoint_params=lin.parameters())
+    sol.x.sum().backward()
+    assert lin.weight.grad is not None

@@ -18,7 +18,7 @@ from tests.strategies import SDE_SOLVERS, batch_sizes, event_shapes, seeds
 GBM = GeometricBrownianMotion(mu=1.0, s=0.5)
 
 
-def _brownian(paths: int, seed: int, decreasing: bool = False) -> torchsde.BrownianInterval:
+def _brownian(paths: int, seed: int) -> torchsde.BrownianInterval:
     return torchsde.BrownianInterval(
         t0=0.0, t1=1.0, size=(paths, 1), dtype=torch.float64, entropy=seed, levy_area_approximation="space-time"
     )
@@ -137,12 +137,22 @@ def test_nfe_counts_drift_calls(name):
             calls.append(1)
             return super().drift(x, t)
 
-    for ts in (torch.linspace(1.0, 0.0, 9), torch.tensor([1.0, 0.6, 0.3, 0.1, 0.0])):
+    solver = gf.SOLVERS.create(name)
+    for ts, uniform in (
+        (torch.linspace(1.0, 0.0, 101, dtype=torch.float64), True),
+        (torch.linspace(1.0, 0.0, 101), True),
+        (torch.tensor([1.0, 0.6, 0.3, 0.1, 0.0]), False),
+    ):
         calls.clear()
-        sol = gf.SOLVERS.create(name).solve(
-            Counting(), torch.zeros(3, 2), ts, generator=torch.Generator().manual_seed(0)
+        sol = solver.solve(
+            Counting(), torch.zeros(3, 2, dtype=ts.dtype), ts, generator=torch.Generator().manual_seed(0)
         )
-        assert sol.nfe == len(calls) >= ts.numel() - 1
+        n = ts.numel() - 1
+        assert sol.nfe == len(calls)
+        if name == "reversible_heun":  # one call per step plus one per torchsde call
+            assert sol.nfe == (n + 1 if uniform else 2 * n)
+        else:
+            assert sol.nfe == n * solver.nfe_per_step
 
 
 def test_bad_sde_inputs():
@@ -193,3 +203,18 @@ def test_single_call_on_a_non_uniform_grid_matches_per_interval_solves(name):
     a = one_call.solve(sde, x0, ts, generator=torch.Generator().manual_seed(9))
     b = per_interval.solve(sde, x0, ts, generator=torch.Generator().manual_seed(9))
     assert torch.allclose(a.x, b.x, atol=1e-12) and a.nfe == b.nfe == 5
+
+
+def test_user_brownian_must_match_the_flattened_state():
+    bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(4, 3), dtype=torch.float64, entropy=0)
+    with pytest.raises(ShapeError, match=r"\(batch, prod\(event_shape\)\) = \(4, 6\)"):
+        x = torch.zeros(4, 2, 3, dtype=torch.float64)
+        gf.EulerMaruyama().solve(OrnsteinUhlenbeck(), x, torch.linspace(0, 1, 3), brownian=bm)
+
+
+def test_stratonovich_correction_builds_no_graph_without_grad():
+    x0 = torch.ones(8, 1, dtype=torch.float64)
+    with torch.no_grad():
+        sol = gf.ReversibleHeun().solve(GBM, x0, torch.linspace(0, 1, 5, dtype=torch.float64),
+                                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert not sol.x.requires_grad

@@ -106,8 +106,9 @@ def test_bad_trainer_settings():
 def test_cosine_schedule_with_warmup_reaches_zero(tmp_path):
     trainer = _trainer(None, steps=10, lr_schedule="cosine", warmup_steps=2)
     result = trainer.fit(DATA)
-    lrs = [r["lr"] for r in result.history]
-    assert lrs[0] == pytest.approx(1e-2) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    lrs = [r["lr"] for r in result.history]  # the rate each step used
+    assert lrs[:2] == pytest.approx([5e-3, 1e-2])  # linear warm-up over 2 steps
+    assert all(b < a for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 1e-3  # cosine decay
 
 
 @pytest.mark.slow
@@ -156,3 +157,17 @@ def test_resume_is_exact_for_models_that_use_the_global_rng(tmp_path):
         assert torch.equal(a, b)
     resumed.fit(DATA)  # refitting a finished run writes nothing new and keeps the checkpoint
     assert load_checkpoint(tmp_path / "crash").step == 12
+
+
+def test_fresh_run_into_a_used_folder_and_changed_settings_are_refused(tmp_path):
+    _trainer(tmp_path, steps=4).fit(DATA)
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        _trainer(tmp_path, steps=4).fit(DATA, resume=False)
+    with pytest.raises(ConfigError, match="batch_size: saved 32, now 16"):
+        _trainer(tmp_path, steps=8, batch_size=16).fit(DATA)
+    assert _trainer(tmp_path, steps=8).fit(DATA).step == 8  # same settings: resumes and extends
+
+
+def test_conditional_training_needs_labels():
+    with pytest.raises(ConfigError, match="no labels"):
+        _trainer(None, steps=1, conditional=True).fit(DATA)
