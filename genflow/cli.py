@@ -121,14 +121,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from genflow.io import write_text_atomic
     from genflow.metrics import digits_fd_floor
     from genflow.pipeline import load_trained
-    from genflow.train import load_checkpoint
+    from genflow.train import latest_checkpoint
 
     process, model = load_trained(args.checkpoint)
+    folder = Path(args.checkpoint)
+    step = int((folder if folder.name.startswith("step-") else latest_checkpoint(folder)).name.split("-")[1])
     solvers = json.loads(args.solvers) if args.solvers else _default_solvers(args.checkpoint)
     rows = _evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
     floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed))
     print(f"real-vs-real floor (train vs test, {args.n} images): {floor:.2f}")
-    result = {"checkpoint_step": load_checkpoint(args.checkpoint).step, "n": args.n, "floor": floor,
+    result = {"checkpoint_step": step, "n": args.n, "floor": floor,
               "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}  # fmt: skip
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=1))

@@ -274,8 +274,7 @@ class Trainer:
             for callback in callbacks:
                 callback(self, self.step, float(loss))
         bar.close()
-        if self.checkpoint_every == 0 or self.step % self.checkpoint_every != 0:
-            self._save()
+        self._save()  # a no-op when this step was just saved
         result.step = self.step
         return result
 
