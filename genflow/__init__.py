@@ -5,8 +5,19 @@ One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 
 from genflow import data, errors, metrics, objectives, train
 from genflow.data import load_dataset, load_digits_split, toy2d
+from genflow.exit import (
+    EXIT_POLICIES,
+    CalibratedExit,
+    EarlyExitModel,
+    ExitPolicy,
+    FullExit,
+    LinearExit,
+    StaircaseExit,
+    TableExit,
+)
 from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
 from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
+from genflow.objectives.early_exit import EarlyExitDSM, freeze_time_embedding
 from genflow.process import (
     PARAMETERIZATIONS,
     PROCESSES,
@@ -116,4 +127,14 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "EXIT_POLICIES",
+    "ExitPolicy",
+    "FullExit",
+    "StaircaseExit",
+    "LinearExit",
+    "TableExit",
+    "CalibratedExit",
+    "EarlyExitModel",
+    "EarlyExitDSM",
+    "freeze_time_embedding",
 ]
