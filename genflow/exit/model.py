@@ -120,7 +120,12 @@ class EarlyExitModel(ScoreModel):
                 return None
             param = next(iter(self.model.parameters()), None)
             like = {"dtype": param.dtype, "device": param.device} if param is not None else {}
-            block_flops = measure(torch.zeros((1, *shape), **like), torch.full((1,), 0.5, **like))
+            was_training = self.model.training
+            self.model.eval()  # no label dropout: the measurement draws nothing from the global generator
+            try:
+                block_flops = measure(torch.zeros((1, *shape), **like), torch.full((1,), 0.5, **like))
+            finally:
+                self.model.train(was_training)
         if not isinstance(block_flops, BlockFlops):
             raise ComponentError(f"block_flops must be a BlockFlops; got {type(block_flops).__name__}")
         block_weights(self.num_blocks, block_flops.blocks)  # length and sign checks

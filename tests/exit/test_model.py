@@ -76,7 +76,16 @@ def test_flops_spent_equal_the_flop_counter_over_the_same_calls(build):
     assert wrapped.flops_spent == counter.get_total_flops() > 0
     wrapped.reset_flops()
     assert wrapped.flops_spent == 0
+    given = EarlyExitModel(model, "full", block_flops=model.block_flops(x[:1], t[:1]))
+    assert given._costs == wrapped._costs
     assert EarlyExitModel(model, "full", count_flops=False).flops_spent is None
+
+
+def test_building_the_wrapper_leaves_the_mode_and_the_global_generator_alone():
+    model = tiny_dit(num_classes=3).train()
+    state = torch.get_rng_state()
+    EarlyExitModel(model, "full")
+    assert model.training and torch.equal(torch.get_rng_state(), state)
 
 
 def test_flop_fraction_uses_the_measured_block_costs():
@@ -102,8 +111,7 @@ def test_full_policy_reproduces_plain_sampling_bit_for_bit(kind, process, solver
     wrapped = EarlyExitModel(model, FullExit())
     exited = gf.Sampler(process, wrapped, solver).sample(**sampler_args, generator=torch.Generator().manual_seed(1))
     assert torch.equal(plain.samples, exited.samples) and plain.nfe == exited.nfe
-    per_call = EarlyExitModel(model, "full").flops_spent  # zero: nothing called yet
-    assert per_call == 0 and wrapped.flops_spent == exited.model_calls * 3 * wrapped._costs[-1]
+    assert wrapped.flops_spent == exited.model_calls * 3 * wrapped._costs[-1]  # 3 samples at full depth
 
 
 def test_an_adaptive_solver_gets_each_call_at_the_depth_of_its_own_time():
