@@ -142,11 +142,6 @@ class ExitSchedule:
                 f"got {list(self.depths)}"
             )
 
-    @property
-    def non_increasing(self) -> bool:
-        """Whether the depth never grows with ``t``."""
-        return all(b <= a for a, b in pairwise(self.depths))
-
     def depth_at(self, t: float) -> int:
         """Depth at one host time (times outside ``[0, 1]`` take the nearest end bin)."""
         return self.depths[bisect.bisect_right(self.edges, float(t), 1, len(self.edges) - 1) - 1]
@@ -171,7 +166,7 @@ class ExitSchedule:
 class ExitPolicy(Configurable, ABC):
     """Maps times ``t`` and a backbone's ``num_blocks`` to the number of blocks to run.
 
-    Subclasses implement :meth:`schedule`; depths, host depths and FLOP fractions follow.
+    Subclasses implement :meth:`_schedule`; depths, host depths and FLOP fractions follow.
     Policies are immutable after construction, so resolved schedules are cached.
     """
 
