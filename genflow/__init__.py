@@ -7,6 +7,7 @@ from genflow import data, errors, metrics, objectives, train
 from genflow.data import load_dataset, load_digits_split, toy2d
 from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
 from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
+from genflow.objectives.reflow import Reflow, SequentialReflow
 from genflow.process import (
     PARAMETERIZATIONS,
     PROCESSES,
@@ -19,6 +20,15 @@ from genflow.process import (
     VPProcess,
 )
 from genflow.recipe import load_recipe
+from genflow.reflow import (
+    PairDataset,
+    PairGenerator,
+    SegmentConditionedModel,
+    SegmentEuler,
+    SegmentGrid,
+    SegmentHeun,
+    SegmentSpec,
+)
 from genflow.registry import Registry
 from genflow.sampling import ModelDenoiser, SampleOutput, Sampler
 from genflow.solver import (
@@ -116,4 +126,14 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "reflow",
+    "Reflow",
+    "SequentialReflow",
+    "PairGenerator",
+    "PairDataset",
+    "SegmentSpec",
+    "SegmentGrid",
+    "SegmentConditionedModel",
+    "SegmentEuler",
+    "SegmentHeun",
 ]
