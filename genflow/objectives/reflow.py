@@ -51,9 +51,10 @@ def segment_interpolation(batch: Mapping[str, Tensor], s: Tensor) -> tuple[Tenso
     """
     start, end, t_start, t_end = batch["start"], batch["end"], batch["t_start"], batch["t_end"]
     grow = (-1, *([1] * (start.ndim - 1)))
-    length = t_start - t_end
-    x_s = end + s.reshape(grow) * (start - end)
-    return x_s, t_end + s * length, (start - end) / length.reshape(grow)
+    s_x = s.reshape(grow)
+    x_s = (1 - s_x) * end + s_x * start  # this form is exact at both ends (s = 1 gives start bit for bit)
+    tau = (1 - s) * t_end + s * t_start
+    return x_s, tau, (start - end) / (t_start - t_end).reshape(grow)
 
 
 class PairObjective(Objective):

@@ -1,4 +1,4 @@
-"""Analytic velocity models for the reflow tests: a straight-line teacher with a known map, and a learnable affine one."""
+"""Analytic velocity models for the reflow tests: a straight teacher with a known map, and a learnable affine one."""
 
 from __future__ import annotations
 
