@@ -19,8 +19,9 @@ length (``0`` for a straight trajectory; ``tan(w / 4) / 2`` for a uniform
 circular arc of angle ``w``).
 
 References:
-    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), eq. (6);
-    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 4.
+    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), sec. 2 (straightness of a flow);
+    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF),
+    experiments (straightness).
 """
 
 from __future__ import annotations

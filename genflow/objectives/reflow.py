@@ -23,8 +23,8 @@ the teacher's segment end points (the loss is the end-point error divided by
 ``(t_start - t_end)^2``).
 
 References:
-    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), eq. (1) and sec. 2.3 (reflow, distillation);
-    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), eq. (8).
+    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), eq. (1) (the objective), sec. 2 (reflow,
+    distillation); Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3.
 """
 
 from __future__ import annotations

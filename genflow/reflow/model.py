@@ -16,7 +16,7 @@ accepts ``forward(x, t, *, segment=k)``; the segment samplers and objectives
 work with any such model.
 
 References:
-    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3.2
+    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3
     (segment-wise time embedding, shared backbone).
 """
 

@@ -16,8 +16,8 @@ records the teacher's cost: ``teacher_nfe`` (batched field calls) and
 ``teacher_evaluations`` (per-example network evaluations).
 
 References:
-    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), sec. 2.2 (reflow couplings);
-    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3.1.
+    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), reflow couplings (sec. 2);
+    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3 (segment pairs).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ from genflow.process.gaussian import GaussianProcess
 from genflow.process.interpolant import LinearInterpolant
 from genflow.random import standard_normal
 from genflow.reflow.errors import PairShardError
+from genflow.reflow.sampler import SegmentVelocity
 from genflow.reflow.segments import SegmentSpec
-from genflow.sampling import Sampler
+from genflow.sampling import ModelDenoiser
 from genflow.solver.base import Solver
 from genflow.solver.ode import Dopri5
 from genflow.validation import check_instance
@@ -88,6 +89,9 @@ class PairManifest:
 class PairGenerator:
     """Integrates a teacher's probability-flow ODE across segments and stores ``(start, end)`` pairs.
 
+    A segment-aware teacher (a SeqRF model, for its distillation) with the same segments is evaluated
+    as segment ``k``'s velocity throughout segment ``k``.
+
     Args:
         teacher: The teacher :class:`ScoreModel` (any parameterisation the process converts to a velocity).
         process: The process it was trained on; default :class:`LinearInterpolant` (rectified flow).
@@ -97,7 +101,7 @@ class PairGenerator:
         data: Data ``(N, *event_shape)`` the segment starts are drawn from (needed when ``K > 1``).
         event_shape: Shape of one sample, when no ``data`` is given.
         shard_size: Pairs per shard.
-        steps: Grid steps per segment solve (output times only for adaptive solvers).
+        steps: Uniform grid steps per segment solve (output times only for adaptive solvers).
         seed: Seed of every shard's randomness (with the shard index).
         progress: Show a tqdm bar over shards.
 
@@ -161,6 +165,13 @@ class PairGenerator:
         }
         self.fingerprint = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
 
+    def _field(self, k: int) -> Any:
+        """The teacher's velocity over segment ``k``; pinned to segment ``k`` for a teacher with the same segments."""
+        denoiser = ModelDenoiser(self.process, self.teacher)
+        if getattr(self.teacher, "segments", None) == self.segments:
+            return SegmentVelocity(denoiser).on_segment(k)
+        return denoiser.velocity
+
     def make_shard(self, index: int) -> tuple[dict[str, Tensor], int, int]:
         """Shard ``index``'s tensors, and its teacher cost ``(nfe, evaluations)`` (nothing is written)."""
         g = torch.Generator().manual_seed(_shard_seed(self.seed, index))
@@ -182,17 +193,12 @@ class PairGenerator:
         for k in segment.unique().tolist():
             mask = segment == k
             hi, lo = spec.interval(k)
-            sampler = Sampler(self.process, self.teacher, self.solver, grid="uniform", t_start=hi, t_end=lo)
-            out = sampler.sample(
-                (int(mask.sum()), *self.event_shape),
-                self.steps,
-                generator=g,
-                x_init=start[mask],
-                dtype=dtype,
-                device=device,
-            )
-            end[mask] = out.samples.to("cpu", torch.float64)
-            nfe, evaluations = nfe + out.nfe, evaluations + out.nfe * int(mask.sum())
+            ts = torch.linspace(hi, lo, self.steps + 1, dtype=torch.float64)
+            ts[0], ts[-1] = hi, lo
+            with torch.no_grad():
+                sol = self.solver.solve(self._field(k), start[mask].to(device, dtype), ts.to(device, dtype))
+            end[mask] = sol.x.to("cpu", torch.float64)
+            nfe, evaluations = nfe + sol.nfe, evaluations + sol.nfe * int(mask.sum())
         tensors = {
             "start": start.float(), "end": end.float(), "t_start": t_start.float(), "t_end": t_end.float(),
             "segment": segment,

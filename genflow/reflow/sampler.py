@@ -11,8 +11,8 @@ method itself; the distilled SeqRF sampler is one Euler step per segment
 (NFE = K).
 
 References:
-    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3.3;
-    Liu et al. 2023, "Flow Straight and Fast" (rectified flow), sec. 2.
+    Yoon et al. 2024, "Sequential Flow Straightening for Generative Modeling" (SeqRF), sec. 3 (sampling);
+    Liu et al. 2023, "Flow Straight and Fast" (rectified flow).
 """
 
 from __future__ import annotations
