@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from genflow.errors import ComponentError, ShapeError
 from genflow.model.base import MODELS, ScoreModel
 from genflow.reflow.segments import SegmentSpec
-from genflow.validation import check_instance
+from genflow.validation import check_instance, check_state, check_time
 
 __all__ = ["SegmentConditionedModel"]
 
@@ -119,11 +119,13 @@ class SegmentConditionedModel(ScoreModel):
 
         Raises:
             SegmentSpecError: a segment index out of range or not an integer.
-            ShapeError: ``segment`` is not a scalar or ``(batch,)``.
+            ShapeError: ``t`` or ``segment`` is not a scalar or ``(batch,)``.
+            DTypeError: ``x`` is not a floating tensor.
         """
+        x = check_state(x)
+        times = check_time(t, x.shape[0], like=x)  # in x's dtype, as the backbone sees them
         if segment is None:  # derived from t: in range by construction
-            t_tensor = torch.as_tensor(t, device=x.device)
-            segment = self.segments.segment_of(t_tensor if t_tensor.is_floating_point() else t_tensor.double())
+            segment = self.segments.segment_of(times)
         else:
             self.segments.check_index(segment)
         segment = torch.as_tensor(segment, device=x.device)
