@@ -48,7 +48,7 @@ from genflow.reflow.errors import PairShardError
 from genflow.reflow.sampler import SegmentVelocity
 from genflow.reflow.segments import SegmentSpec
 from genflow.sampling import ModelDenoiser
-from genflow.solver.base import Solver
+from genflow.solver.base import SOLVERS, Solver
 from genflow.solver.ode import Dopri5
 from genflow.validation import check_instance
 
@@ -95,7 +95,8 @@ class PairGenerator:
     Args:
         teacher: The teacher :class:`ScoreModel` (any parameterisation the process converts to a velocity).
         process: The process it was trained on; default :class:`LinearInterpolant` (rectified flow).
-        solver: An ODE solver (default ``Dopri5(rtol=1e-4, atol=1e-4)``, SeqRF's adaptive RK45).
+        solver: An ODE solver, its registered name or config (default ``Dopri5(rtol=1e-4, atol=1e-4)``,
+            SeqRF's adaptive RK45).
         segments: A :class:`SegmentSpec`, a number ``K`` of uniform segments, or a list of boundaries;
             1 is full-trajectory reflow (noise to data).
         data: Data ``(N, *event_shape)`` the segment starts are drawn from (needed when ``K > 1``).
@@ -114,7 +115,7 @@ class PairGenerator:
         self,
         teacher: ScoreModel,
         process: GaussianProcess | None = None,
-        solver: Solver | None = None,
+        solver: Solver | str | dict | None = None,
         *,
         segments: SegmentSpec | int | Sequence[float] = 1,
         data: Tensor | None = None,
@@ -128,6 +129,10 @@ class PairGenerator:
         self.process = check_instance(
             process if process is not None else LinearInterpolant(), GaussianProcess, "process"
         )
+        if isinstance(solver, str):
+            solver = SOLVERS.create(solver)
+        elif isinstance(solver, dict):
+            solver = SOLVERS.from_config(solver)
         self.solver = check_instance(solver if solver is not None else Dopri5(rtol=1e-4, atol=1e-4), Solver, "solver")
         if getattr(self.solver, "kind", None) != "ode":
             raise ComponentError(

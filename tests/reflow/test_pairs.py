@@ -54,6 +54,13 @@ def test_segment_pairs_follow_the_teacher_across_their_segment(tmp_path):
     torch.testing.assert_close(end, expected.float(), rtol=1e-3, atol=1e-3)
 
 
+def test_any_registered_ode_solver_by_name(tmp_path):
+    manifest = _generator(solver="rk4", steps=4).generate(tmp_path, 1)
+    assert manifest.teacher_nfe == 16  # 4 RK4 steps of 4 evaluations
+    start, end = PairDataset(tmp_path).tensors[:2]
+    torch.testing.assert_close(end, LinearMapVelocity().data_of(start), rtol=1e-3, atol=1e-3)
+
+
 def test_same_seed_same_pairs_other_seed_other_pairs(tmp_path):
     _generator(seed=5).generate(tmp_path / "a", 2)
     _generator(seed=5).generate(tmp_path / "b", 2)
