@@ -6,9 +6,10 @@ metrics in :mod:`genflow.metrics.straightness`.
 
 from genflow.reflow.errors import PairShardError, SegmentSpecError
 from genflow.reflow.model import SegmentConditionedModel
-from genflow.reflow.pairs import PAIR_FIELDS, PairDataset, PairGenerator, PairManifest, shard_path
+from genflow.reflow.pairs import PairGenerator, PairManifest
 from genflow.reflow.sampler import SegmentEuler, SegmentField, SegmentHeun, SegmentRestartSolver, SegmentVelocity
 from genflow.reflow.segments import SegmentGrid, SegmentSpec, split_steps
+from genflow.reflow.shards import PAIR_FIELDS, PairDataset, shard_path
 
 __all__ = [
     "SegmentSpec",

@@ -1,4 +1,4 @@
-"""Teacher couplings for reflow: generated once, stored as safetensors shards, read as a named-batch dataset.
+"""Teacher couplings for reflow: generated once and stored as safetensors shards (read by ``PairDataset``).
 
 A pair is one teacher ODE solve across one time segment ``[tau_{k+1}, tau_k]``:
 ``start = x_{tau_k} = (1 - tau_k) x + tau_k z`` (data ``x``, noise ``z``; with
@@ -31,13 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from genflow.data.base import NamedTensorDataset
 from genflow.errors import ComponentError, ConfigError, ShapeError
 from genflow.io import atomic_path, write_text_atomic
 from genflow.model.base import ScoreModel
@@ -47,20 +44,13 @@ from genflow.random import standard_normal
 from genflow.reflow.errors import PairShardError
 from genflow.reflow.sampler import SegmentVelocity
 from genflow.reflow.segments import SegmentSpec
+from genflow.reflow.shards import FORMAT, read_shard_metadata, shard_path
 from genflow.sampling import ModelDenoiser
 from genflow.solver.base import SOLVERS, Solver
 from genflow.solver.ode import Dopri5
 from genflow.validation import check_instance
 
-__all__ = ["PAIR_FIELDS", "PairGenerator", "PairManifest", "PairDataset", "shard_path"]
-
-PAIR_FIELDS = ("start", "end", "t_start", "t_end", "segment")
-FORMAT = "genflow.reflow.pairs/1"
-
-
-def shard_path(directory: str | os.PathLike[str], index: int) -> Path:
-    """Where shard ``index`` lives in ``directory``."""
-    return Path(directory) / f"shard-{index:06d}.safetensors"
+__all__ = ["PairGenerator", "PairManifest"]
 
 
 def _digest(tensors: Sequence[Tensor]) -> str:
@@ -213,7 +203,7 @@ class PairGenerator:
     def _existing(self, path: Path, index: int) -> dict[str, str] | None:
         if not path.exists():
             return None
-        meta = _metadata(path)
+        meta = read_shard_metadata(path)
         if meta.get("fingerprint") != self.fingerprint or meta.get("index") != str(index):
             raise PairShardError(
                 f"{path} was made with other settings (fingerprint {meta.get('fingerprint', '?')[:12]}, "
@@ -266,98 +256,3 @@ class PairGenerator:
         record = {k: v for k, v in vars(manifest).items() if k != "path"}
         write_text_atomic(manifest.path, json.dumps({**record, "settings": self.settings}, indent=2) + "\n")
         return manifest
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise PairShardError(f"{path} is not a readable safetensors shard ({err})") from None
-    if meta.get("format") != FORMAT:
-        raise PairShardError(
-            f"{path} is not a reflow pair shard: metadata format {meta.get('format')!r}, expected {FORMAT!r}"
-        )
-    return meta
-
-
-def _check_shard(path: Path, tensors: dict[str, Tensor]) -> None:
-    if set(tensors) != set(PAIR_FIELDS):
-        raise PairShardError(f"{path} must hold exactly {list(PAIR_FIELDS)}; got {sorted(tensors)}")
-    start, end, n = tensors["start"], tensors["end"], tensors["start"].shape[0] if tensors["start"].ndim else -1
-    if start.ndim < 2 or end.shape != start.shape or not start.is_floating_point() or not end.is_floating_point():
-        raise PairShardError(
-            f"{path}: start and end must be floating (n, *event_shape) of one shape; "
-            f"got start {tuple(start.shape)} {start.dtype}, end {tuple(end.shape)} {end.dtype}"
-        )
-    for name in ("t_start", "t_end", "segment"):
-        value = tensors[name]
-        floating = name != "segment"
-        if value.shape != (n,) or value.is_floating_point() != floating:
-            kind = "floating" if floating else "integer"
-            raise PairShardError(
-                f"{path}: {name} must be {kind} of shape ({n},); got {tuple(value.shape)} {value.dtype}"
-            )
-    if not bool((tensors["t_start"] > tensors["t_end"]).all()):
-        raise PairShardError(f"{path}: every pair must have t_start > t_end (noise side first)")
-
-
-class PairDataset(Dataset):
-    """Every shard in a folder, as one dataset of named pairs (fields ``start, end, t_start, t_end, segment``).
-
-    Args:
-        directory: The folder :meth:`PairGenerator.generate` wrote.
-
-    Attributes:
-        settings: The generator settings the shards were made with.
-        teacher_nfe / teacher_evaluations: The teacher's cost summed over the shards.
-
-    Raises:
-        PairShardError: no shards, a shard that is not a reflow pair shard (keys, shapes, dtypes,
-            metadata), or shards made with different settings.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        paths = sorted(Path(directory).glob("shard-*.safetensors"))
-        if not paths:
-            raise PairShardError(f"no pair shards (shard-*.safetensors) in {directory}")
-        parts: dict[str, list[Tensor]] = {name: [] for name in PAIR_FIELDS}
-        fingerprints, self.teacher_nfe, self.teacher_evaluations = set(), 0, 0
-        for path in paths:
-            meta = _metadata(path)
-            try:
-                tensors = load_file(str(path))
-            except (SafetensorError, OSError) as err:
-                raise PairShardError(f"{path} is not a readable safetensors shard ({err})") from None
-            _check_shard(path, tensors)
-            for name in PAIR_FIELDS:
-                parts[name].append(tensors[name])
-            fingerprints.add(meta.get("fingerprint"))
-            self.teacher_nfe += int(meta.get("nfe", 0))
-            self.teacher_evaluations += int(meta.get("evaluations", 0))
-        if len(fingerprints) > 1:
-            raise PairShardError(f"the shards in {directory} were made with {len(fingerprints)} different settings")
-        shapes = {tuple(p.shape[1:]) for p in parts["start"]}
-        if len(shapes) > 1:
-            raise PairShardError(f"the shards in {directory} hold different event shapes: {sorted(shapes)}")
-        self.settings: dict[str, Any] = json.loads(meta.get("settings", "{}"))
-        self._pairs = NamedTensorDataset(**{name: torch.cat(parts[name]) for name in PAIR_FIELDS})
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """``("start", "end", "t_start", "t_end", "segment")``."""
-        return self._pairs.fields
-
-    @property
-    def tensors(self) -> tuple[Tensor, ...]:
-        """The field tensors, in the order of :attr:`fields`."""
-        return self._pairs.tensors
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        return self._pairs[index]
-
-    def __repr__(self) -> str:
-        return f"PairDataset(n={len(self)}, event_shape={tuple(self.tensors[0].shape[1:])})"

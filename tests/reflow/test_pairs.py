@@ -61,6 +61,15 @@ def test_any_registered_ode_solver_by_name(tmp_path):
     torch.testing.assert_close(end, LinearMapVelocity().data_of(start), rtol=1e-3, atol=1e-3)
 
 
+def test_a_segment_aware_teacher_is_evaluated_in_the_segment_it_crosses(tmp_path):
+    spec = SegmentSpec.uniform(3)
+    teacher = LinearMapVelocity(segments=spec)
+    gen = PairGenerator(teacher, segments=spec, data=DATA, shard_size=6, solver="rk4", steps=2, progress=False)
+    gen.make_shard(0)
+    # one RK4 solve per segment, 2 steps of 4 evaluations each, the last on the segment's data-side boundary
+    assert [int(k) for k in teacher.seen_segments] == [0] * 8 + [1] * 8 + [2] * 8
+
+
 def test_same_seed_same_pairs_other_seed_other_pairs(tmp_path):
     _generator(seed=5).generate(tmp_path / "a", 2)
     _generator(seed=5).generate(tmp_path / "b", 2)
