@@ -18,6 +18,7 @@ from genflow.exit import (
 from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
 from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
 from genflow.objectives.early_exit import EarlyExitDSM, freeze_time_embedding
+from genflow.objectives.reflow import Reflow, SequentialReflow
 from genflow.process import (
     PARAMETERIZATIONS,
     PROCESSES,
@@ -30,6 +31,15 @@ from genflow.process import (
     VPProcess,
 )
 from genflow.recipe import load_recipe
+from genflow.reflow import (
+    PairDataset,
+    PairGenerator,
+    SegmentConditionedModel,
+    SegmentEuler,
+    SegmentGrid,
+    SegmentHeun,
+    SegmentSpec,
+)
 from genflow.registry import Registry
 from genflow.sampling import ModelDenoiser, SampleOutput, Sampler
 from genflow.solver import (
@@ -137,4 +147,14 @@ __all__ = [
     "EarlyExitModel",
     "EarlyExitDSM",
     "freeze_time_embedding",
+    "reflow",
+    "Reflow",
+    "SequentialReflow",
+    "PairGenerator",
+    "PairDataset",
+    "SegmentSpec",
+    "SegmentGrid",
+    "SegmentConditionedModel",
+    "SegmentEuler",
+    "SegmentHeun",
 ]

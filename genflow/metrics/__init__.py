@@ -14,6 +14,7 @@ from genflow.metrics.distribution import sliced_wasserstein
 from genflow.metrics.frechet import frechet_distance, frechet_distance_from_statistics, gaussian_statistics
 from genflow.metrics.inception import inception_fid
 from genflow.metrics.mmd import gaussian_mmd2, median_bandwidth
+from genflow.metrics.straightness import chord_deviation, straightness
 
 __all__ = [
     "sliced_wasserstein",
@@ -31,4 +32,6 @@ __all__ = [
     "digits_features",
     "digits_fd",
     "digits_fd_floor",
+    "straightness",
+    "chord_deviation",
 ]
