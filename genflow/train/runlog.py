@@ -71,6 +71,7 @@ class MetricLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate(step)
+        self.path.touch()
         if self.tensorboard:
             writer_class = require_tensorboard()
             # events of an earlier attempt after `step` are hidden from readers (resumed runs rewrite them)

@@ -22,6 +22,7 @@ import copy
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,7 +407,9 @@ class Trainer:
         if self.skip_nonfinite and not guard.all_finite(finite, self.ctx):
             self.skipped_steps += 1  # no update; the schedule still advances with the step
             self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
+            with warnings.catch_warnings():  # torch warns when the schedule steps before any optimiser step
+                warnings.simplefilter("ignore", UserWarning)
+                self.scheduler.step()
             return loss.detach(), grad_norm
         guard.observe(self.step + 1, finite)
         self.optimizer.step()
