@@ -189,15 +189,16 @@ def as_held_network(value: HeldNetwork | dict[str, Any], name: str) -> HeldNetwo
 
 
 def _walk(prefix: str, value: Any, seen: set[int]) -> Iterator[tuple[str, HeldNetwork]]:
-    if id(value) in seen:
-        return
-    seen.add(id(value))
     if isinstance(value, nn.Module):
         for sub, module in value.named_modules(prefix=prefix):
             if isinstance(module, HeldNetwork) and id(module) not in seen:
                 seen.add(id(module))
                 yield sub, module
-    elif isinstance(value, (list, tuple)):
+        return
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             yield from _walk(f"{prefix}.{i}", item, seen)
     elif isinstance(value, dict):
