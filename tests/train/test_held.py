@@ -127,6 +127,12 @@ def test_a_model_holding_a_frozen_base_by_value_round_trips_through_checkpoints(
     x, t = torch.randn(5, 2, dtype=torch.float64), torch.full((5,), 0.3, dtype=torch.float64)
     with torch.no_grad():
         assert torch.allclose(loaded.double()(x, t), trainer.ema(x, t))
+    # resuming with a base of other weights restores the saved base (held by value)
+    torch.manual_seed(0)
+    other = ResidualOnFrozen(HeldNetwork(_mlp(9))).double()
+    Trainer(other, gf.DenoisingScoreMatching("vp"), out_dir=tmp_path, steps=6, batch_size=32, ema_decay=0.9,
+            progress=False).fit(DATA)  # fmt: skip
+    assert all(torch.equal(other.base.module.state_dict()[k], v) for k, v in base.state_dict().items())
 
 
 def test_bad_held_networks_are_refused(tmp_path):
