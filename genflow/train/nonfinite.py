@@ -9,12 +9,16 @@ step is ever logged or saved, and the error names the first bad step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
 from genflow.train.distributed import DistributedContext
+from genflow.train.errors import NonFiniteLossError
 
-__all__ = ["FiniteGuard"]
+__all__ = ["FiniteGuard", "nonfinite_error"]
 
 NONE_YET = torch.iinfo(torch.int64).max
 
@@ -49,3 +53,27 @@ class FiniteGuard:
         if ctx.enabled:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
         return bool(flag)
+
+
+def nonfinite_error(step: int, indices: Tensor, batch: Mapping[str, Tensor], last: Path | None) -> NonFiniteLossError:
+    """The error for a non-finite ``step`` whose global batch is ``batch`` (the dataset's ``indices``), naming
+    the examples whose floating fields hold NaN or Inf, and the last complete checkpoint ``last``."""
+    culprits = {}
+    for name, value in batch.items():
+        if value.is_floating_point():
+            rows = ~torch.isfinite(value.reshape(len(value), -1)).all(1)
+            if bool(rows.any()):
+                culprits[name] = indices[rows].tolist()
+    found = (
+        "; examples with NaN/Inf data: " + ", ".join(f"{k} at indices {v[:10]}" for k, v in culprits.items())
+        if culprits
+        else "; the data of that batch is finite (try a lower lr, grad_clip > 0 or skip_nonfinite=True)"
+    )
+    return NonFiniteLossError(
+        f"the loss or gradient norm is NaN or infinite at step {step} (global batch indices "
+        f"{indices.tolist()[:16]}{' ...' if len(indices) > 16 else ''}){found}. Training stopped; nothing "
+        f"after step {step - 1} was saved or logged; the last complete checkpoint is {last or 'none'}",
+        step=step,
+        indices=indices.tolist(),
+        last_checkpoint=last,
+    )

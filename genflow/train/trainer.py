@@ -38,9 +38,9 @@ from genflow.objectives.base import Objective
 from genflow.train.batches import average_metrics, check_fields, fetch_batch, field_shapes, to_device
 from genflow.train.checkpoint import latest_checkpoint
 from genflow.train.distributed import DistributedContext, init_distributed
-from genflow.train.errors import NonFiniteLossError, TrainingInterrupted, UnknownTrainerArgumentError
+from genflow.train.errors import TrainingInterrupted, UnknownTrainerArgumentError
 from genflow.train.held import find_held_networks
-from genflow.train.nonfinite import FiniteGuard
+from genflow.train.nonfinite import FiniteGuard, nonfinite_error
 from genflow.train.runlock import RunLock
 from genflow.train.runlog import MetricLog, require_tensorboard
 from genflow.train.runstate import RunState
@@ -328,27 +328,8 @@ class Trainer:
         if bad is None:
             return
         indices = self._global_indices(len(dataset), bad - 1)
-        batch = fetch_batch(dataset, indices)
-        culprits = {
-            name: indices[~torch.isfinite(value.flatten(1) if value.ndim > 1 else value[:, None]).all(1)].tolist()
-            for name, value in batch.items()
-            if value.is_floating_point()
-        }
-        culprits = {name: rows for name, rows in culprits.items() if rows}
-        found = (
-            "; examples with NaN/Inf data: " + ", ".join(f"{k} at indices {v[:10]}" for k, v in culprits.items())
-            if culprits
-            else "; the data of that batch is finite (try a lower lr, grad_clip > 0 or skip_nonfinite=True)"
-        )
         last = latest_checkpoint(self.out_dir) if self.out_dir is not None else None
-        raise NonFiniteLossError(
-            f"the loss or gradient norm is NaN or infinite at step {bad} (global batch indices "
-            f"{indices.tolist()[:16]}{' ...' if len(indices) > 16 else ''}){found}. Training stopped; nothing "
-            f"after step {bad - 1} was saved or logged; the last complete checkpoint is {last or 'none'}",
-            step=bad,
-            indices=indices.tolist(),
-            last_checkpoint=last,
-        )
+        raise nonfinite_error(bad, indices, fetch_batch(dataset, indices), last)
 
     def _validate(self, result: TrainResult) -> None:
         """Average the objective's per-example metrics over the validation set and log them (main process)."""
