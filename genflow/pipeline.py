@@ -29,6 +29,8 @@ from genflow.recipe import Recipe
 from genflow.sampling import SampleOutput, Sampler
 from genflow.solver.base import SOLVERS
 from genflow.train.checkpoint import load_checkpoint
+from genflow.train.held import find_held_networks, restore_held_weights
+from genflow.train.resume import load_weights
 from genflow.train.trainer import Trainer
 
 __all__ = ["Components", "build", "train", "load_trained", "sample_with", "solver_label", "run_recipe"]
@@ -116,7 +118,15 @@ def train(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool =
 
 
 def load_trained(path: str | Path, *, ema: bool = True) -> tuple[GaussianProcess, ScoreModel]:
-    """Process and model (EMA weights when present) of a checkpoint folder or run folder."""
+    """Process and model (EMA weights when present) of a checkpoint folder or run folder.
+
+    Networks the model holds (:class:`~genflow.train.held.HeldNetwork`) are restored too: by reference from
+    their source checkpoint (its hash checked), by value from this checkpoint.
+
+    Raises:
+        CheckpointError: no checkpoint at ``path``; ``HeldNetworkError`` for a changed held network.
+        ConfigError: the checkpoint records no model or process config, or its weights do not fit the model.
+    """
     ckpt = load_checkpoint(path)
     model_config, process_config = ckpt.state.get("model_config"), ckpt.state.get("process_config")
     if model_config is None or process_config is None:
@@ -124,8 +134,9 @@ def load_trained(path: str | Path, *, ema: bool = True) -> tuple[GaussianProcess
             f"{path}: the checkpoint does not record its model and process configs; rebuild them in Python"
         )
     process = PROCESSES.from_config(process_config)
-    model = MODELS.from_config(model_config)
-    model.load_state_dict(ckpt.ema if ema and ckpt.ema else ckpt.model)
+    model = MODELS.from_config(model_config)  # held networks by reference are reloaded here (hash checked)
+    load_weights(model, ckpt.ema if ema and ckpt.ema else ckpt.model, f"checkpoint {path}")
+    restore_held_weights(find_held_networks(model=model), ckpt, f"checkpoint {path}")  # held by value
     return process, model.eval()
 
 

@@ -14,16 +14,16 @@ device; integer and bool fields keep their dtype (labels stay ``int64``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, ShapeError
 
-__all__ = ["dataset_fields", "fetch_batch", "to_device", "field_shapes", "check_fields"]
+__all__ = ["dataset_fields", "fetch_batch", "to_device", "field_shapes", "check_fields", "average_metrics"]
 
 DEFAULT_FIELDS = {1: ("x",), 2: ("x", "label")}
 
@@ -114,3 +114,29 @@ def check_fields(needed: Sequence[str], available: Sequence[str], owner: str) ->
             f"(missing {', '.join(missing)}); name the dataset's fields (a `fields` attribute, dict items "
             "or genflow.data.NamedTensorDataset)"
         )
+
+
+@torch.no_grad()
+def average_metrics(
+    metrics: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]],
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> dict[str, float]:
+    """Means over ``dataset`` (in order, in batches of ``batch_size``) of per-example ``metrics(batch)``.
+
+    Raises:
+        ShapeError: a metric is not one value per example.
+    """
+    sums: dict[str, Tensor] = {}
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        batch = to_device(fetch_batch(dataset, torch.arange(start, min(n, start + batch_size))), device, dtype)
+        size = len(next(iter(batch.values())))
+        for key, value in metrics(batch).items():
+            if not isinstance(value, Tensor) or tuple(value.shape) != (size,):
+                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ShapeError(f"metrics()[{key!r}] must have shape ({size},), one value per example; got {got}")
+            sums[key] = sums.get(key, 0.0) + value.detach().to(torch.float64).sum()
+    return {key: float(total) / n for key, total in sums.items()}

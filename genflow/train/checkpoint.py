@@ -1,7 +1,8 @@
 """Checkpoints: safetensors weights plus JSON state, written atomically, never unpickled.
 
 A checkpoint is a folder ``step-00000100/`` holding ``tensors.safetensors``
-(model, EMA and optimiser tensors under ``model/``, ``ema/``, ``optim/`` keys)
+(model, EMA and optimiser tensors under ``model/``, ``ema/``, ``optim/`` keys, and
+the weights of held networks stored by value under ``held/<name>/``)
 and ``state.json`` (step, optimiser hyper-parameters, scheduler state, seed,
 config). It is written into a temporary folder and renamed into place, so a
 crash leaves either a whole checkpoint or none. Loading reads only safetensors
@@ -10,6 +11,7 @@ and JSON: a file crafted to run code when unpickled is refused.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -43,6 +45,8 @@ class Checkpoint:
         ema: EMA ``state_dict`` (empty if none).
         optimizer: Optimiser ``state_dict`` (rebuilt from tensors and JSON).
         state: The rest of ``state.json`` (scheduler, seed, config, ...).
+        held: Weights of held networks stored by value, ``{name: state_dict}`` (see
+            :class:`~genflow.train.held.HeldNetwork`).
     """
 
     step: int
@@ -50,6 +54,7 @@ class Checkpoint:
     ema: dict[str, Tensor] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    held: dict[str, dict[str, Tensor]] = field(default_factory=dict)
 
 
 def _split_optimizer(optimizer_state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -73,12 +78,19 @@ def _join_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[st
 
 
 def save_checkpoint(folder: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` to ``folder/step-XXXXXXXX`` atomically; return that path."""
+    """Write ``checkpoint`` to ``folder/step-XXXXXXXX`` atomically; return that path.
+
+    Raises:
+        CheckpointError: the write failed (a full disk, no permission); nothing was replaced or removed, and
+            the message names the last complete checkpoint.
+    """
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"step-{checkpoint.step:08d}"
     tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in checkpoint.model.items()}
     tensors.update({f"ema/{k}": v.detach().cpu().contiguous().clone() for k, v in checkpoint.ema.items()})
+    for name, weights in checkpoint.held.items():
+        tensors.update({f"held/{name}/{k}": v.detach().cpu().contiguous().clone() for k, v in weights.items()})
     state = {"format": "genflow-checkpoint-1", "step": checkpoint.step, **checkpoint.state}
     if checkpoint.optimizer is not None:
         optim_tensors, state["optimizer"] = _split_optimizer(checkpoint.optimizer)
@@ -94,8 +106,14 @@ def save_checkpoint(folder: str | os.PathLike[str], checkpoint: Checkpoint) -> P
             shutil.rmtree(aside, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            full = " (the disk is full)" if err.errno == errno.ENOSPC else ""
+            raise CheckpointError(
+                f"could not write checkpoint {target}{full}: {err}; nothing was replaced or removed, the last "
+                f"complete checkpoint is {latest_checkpoint(root) or 'none (no checkpoint yet)'}"
+            ) from err
         raise
     return target
 
@@ -133,14 +151,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if state.get("format") != "genflow-checkpoint-1":
         raise CheckpointError(f"{path / STATE}: expected format 'genflow-checkpoint-1'; got {state.get('format')!r}")
     groups: dict[str, dict[str, Tensor]] = {"model": {}, "ema": {}, "optim": {}}
+    held: dict[str, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         prefix, _, rest = key.partition("/")
-        groups.setdefault(prefix, {})[rest if prefix != "optim" else key] = value
+        if prefix == "held":
+            name, _, inner = rest.partition("/")
+            held.setdefault(name, {})[inner] = value
+        else:
+            groups.setdefault(prefix, {})[rest if prefix != "optim" else key] = value
     meta = state.pop("optimizer", None)
     optimizer = _join_optimizer(groups["optim"], meta) if meta is not None else None
     step = int(state.pop("step"))
     state.pop("format")
-    return Checkpoint(step=step, model=groups["model"], ema=groups["ema"], optimizer=optimizer, state=state)
+    return Checkpoint(
+        step=step, model=groups["model"], ema=groups["ema"], optimizer=optimizer, state=state, held=held
+    )
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:

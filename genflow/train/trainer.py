@@ -1,22 +1,28 @@
 """One training loop for every objective.
 
 The :class:`Trainer` owns the optimiser (AdamW), learning-rate schedule, EMA,
-gradient clipping, optional mixed precision on CUDA, the progress bar, a JSON
-lines metric log and checkpoints. Its randomness is a pure function of
-``(seed, step)``: the data order of each epoch and the objective's draws for
-each step come from generators seeded from them, so a run resumed from a
-checkpoint reproduces the uninterrupted run exactly, and ``N`` processes with
-batch ``B`` see the same global batch, split by rank, as one process with
-batch ``N * B``.
+gradient clipping, optional mixed precision on CUDA, the progress bar, the
+metric log (JSON lines, optionally TensorBoard), validation and checkpoints.
+Its randomness is a pure function of ``(seed, step)``: the data order of each
+epoch and the objective's draws for each step come from generators seeded from
+them, so a run resumed from a checkpoint reproduces the uninterrupted run
+exactly, and ``N`` processes with batch ``B`` see the same global batch, every
+field split by rank, as one process with batch ``N * B``.
+
+A run stops, saving nothing more, at the first non-finite loss or gradient
+(:class:`~genflow.train.errors.NonFiniteLossError`), on Ctrl-C
+(:class:`~genflow.train.errors.TrainingInterrupted`), and when another training
+holds its folder (:class:`~genflow.train.errors.RunLockedError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
-import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +33,23 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from genflow.errors import ConfigError, ShapeError
-from genflow.io import write_text_atomic
+from genflow.errors import ConfigError
 from genflow.objectives.base import Objective
-from genflow.train.batches import check_fields, fetch_batch, field_shapes, to_device
-from genflow.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, prune, save_checkpoint
+from genflow.train.batches import average_metrics, check_fields, fetch_batch, field_shapes, to_device
+from genflow.train.checkpoint import latest_checkpoint
 from genflow.train.distributed import DistributedContext, init_distributed
-from genflow.train.errors import UnknownTrainerArgumentError
+from genflow.train.errors import TrainingInterrupted, UnknownTrainerArgumentError
+from genflow.train.held import find_held_networks
+from genflow.train.nonfinite import FiniteGuard, nonfinite_error
+from genflow.train.runlock import RunLock
+from genflow.train.runlog import MetricLog, require_tensorboard
+from genflow.train.runstate import RunState
+from genflow.train.settings import check_betas, check_bool, check_float, check_int, check_run_info
 from genflow.validation import check_instance
 
 __all__ = ["Trainer", "TrainResult"]
 
 SCHEDULES = ("constant", "cosine")
-ORDER_SETTINGS = ("batch_size", "world_size", "seed")  # resuming with other values would not continue the run
 Callback = Callable[["Trainer", int, float], None]
 
 
@@ -50,6 +60,7 @@ class TrainResult:
     step: int
     history: list[dict[str, float]] = field(default_factory=list)
     validation: list[dict[str, float]] = field(default_factory=list)
+    skipped_steps: int = 0
 
 
 def _seeded(*parts: int) -> torch.Generator:
@@ -61,10 +72,8 @@ def _seeded(*parts: int) -> torch.Generator:
 
 def _unknown_message(unknown: dict[str, Any]) -> str:
     accepted = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "unknown")]
-    hint = (
-        "; class-conditional training is DenoisingScoreMatching(..., cond_field='label') now"
-        if "conditional" in unknown
-        else ""
+    hint = "; class-conditional training is DenoisingScoreMatching(..., cond_field='label') now" * (
+        "conditional" in unknown
     )
     return f"Trainer() got unknown arguments {sorted(unknown)}{hint}; accepted: {', '.join(accepted)}"
 
@@ -91,11 +100,17 @@ class Trainer:
         validation: A dataset on which the objective's :meth:`~Objective.metrics` are averaged
             (EMA model if any, eval mode, no grad) and logged as ``val_<name>``.
         validate_every: Steps between validations (0: only at the end); needs ``validation``.
+        tensorboard: Also write TensorBoard scalars under ``out_dir/tensorboard`` (needs ``out_dir`` and
+            the ``tensorboard`` package).
+        skip_nonfinite: Skip (no optimiser or EMA update) steps whose loss or gradient is not finite and
+            count them, instead of stopping; costs one host sync per step.
+        run_info: Extra JSON saved in every checkpoint's ``state.json`` under ``"run"``.
         progress: Show a tqdm progress bar (main process only).
         context: Distributed context; default from the environment (:func:`init_distributed`).
 
     Raises:
-        ConfigError: invalid settings.
+        ConfigError: an argument of the wrong type or out of range (the message names it).
+        UnknownTrainerArgumentError: an unknown keyword (the message lists the accepted ones).
     """
 
     def __init__(
@@ -120,6 +135,9 @@ class Trainer:
         seed: int = 0,
         validation: Dataset | None = None,
         validate_every: int = 0,
+        tensorboard: bool = False,
+        skip_nonfinite: bool = False,
+        run_info: dict[str, Any] | None = None,
         progress: bool = True,
         context: DistributedContext | None = None,
         **unknown: Any,
@@ -130,38 +148,52 @@ class Trainer:
         check_instance(model, nn.Module, "model")
         if lr_schedule not in SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}; got {lr_schedule!r}")
-        for name, value in (
-            ("steps", steps),
-            ("batch_size", batch_size),
-            ("log_every", log_every),
-            ("keep_last", keep_last),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1; got {value!r}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1); got {ema_decay}")
+        if out_dir is not None and not isinstance(out_dir, (str, Path)):
+            raise ConfigError(f"out_dir must be a path (str or Path) or None; got {type(out_dir).__name__}")
+        if validation is not None and not isinstance(validation, Dataset):
+            raise ConfigError(f"validation must be a torch Dataset or None; got {type(validation).__name__}")
+        if context is not None and not isinstance(context, DistributedContext):
+            raise ConfigError(f"context must be a DistributedContext or None; got {type(context).__name__}")
+        self.steps, self.batch_size = check_int("steps", steps, 1), check_int("batch_size", batch_size, 1)
+        self.log_every, self.keep_last = check_int("log_every", log_every, 1), check_int("keep_last", keep_last, 1)
+        self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 0)
+        self.warmup_steps, self.seed = check_int("warmup_steps", warmup_steps, 0), check_int("seed", seed, 0)
+        self.validate_every = check_int("validate_every", validate_every, 0)
+        if self.validate_every and validation is None:
+            raise ConfigError(f"validate_every={validate_every} needs a validation dataset; got validation=None")
+        lr = check_float("lr", lr, 0.0, float("inf"), low_open=True)
+        weight_decay = check_float("weight_decay", weight_decay, 0.0, float("inf"))
+        betas = check_betas(betas)
+        self.ema_decay = check_float("ema_decay", ema_decay, 0.0, 1.0)
+        self.grad_clip = check_float("grad_clip", grad_clip, 0.0, float("inf"))
+        self.mixed_precision = check_bool("mixed_precision", mixed_precision)
+        self.progress = check_bool("progress", progress)
+        self.skip_nonfinite = check_bool("skip_nonfinite", skip_nonfinite)
+        if check_bool("tensorboard", tensorboard):
+            if out_dir is None:
+                raise ConfigError("tensorboard=True writes under out_dir; got out_dir=None")
+            require_tensorboard()
         self.ctx = context or init_distributed()
+        self.mixed_precision = self.mixed_precision and self.ctx.device.type == "cuda"
         self.model = model.to(self.ctx.device)
+        self.held = find_held_networks(model=self.model, objective=self.objective)
+        for network in self.held.values():
+            network.to(self.ctx.device)  # those of the model moved with it; those of the objective move here
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.steps, self.batch_size, self.seed = steps, batch_size, int(seed)
-        self.warmup_steps, self.lr_schedule = int(warmup_steps), lr_schedule
-        self.ema_decay, self.grad_clip = float(ema_decay), float(grad_clip)
-        self.mixed_precision = bool(mixed_precision) and self.ctx.device.type == "cuda"
-        self.checkpoint_every, self.keep_last, self.log_every = int(checkpoint_every), keep_last, log_every
-        self.progress = progress
-        self.validation, self.validate_every = validation, int(validate_every)
+        self.validation, self.lr_schedule = validation, lr_schedule
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, betas=betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if self.ema_decay > 0 else None
-        self.step = 0
-        self._saved_step: int | None = None
+        self.step, self.skipped_steps = 0, 0
         self._epoch_order: tuple[tuple[int, int] | None, Tensor | None] = (None, None)
         self.settings = {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "betas": list(betas),
             "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "seed": seed, "world_size": self.ctx.world_size,
+            "seed": seed, "world_size": self.ctx.world_size, "skip_nonfinite": skip_nonfinite,
         }  # fmt: skip
+        self.run_state = RunState(self, check_run_info(run_info))
+        self.log = MetricLog(self.out_dir if self.ctx.is_main else None, tensorboard=tensorboard)
 
     # ------------------------------------------------------------------ schedule
     def _lr_factor(self, step: int) -> float:
@@ -193,94 +225,52 @@ class Trainer:
         check_fields(self.objective.fields, tuple(first), f"{type(self.objective).__name__} ({name})")
         return field_shapes(first)
 
-    @torch.no_grad()
-    def _validate(self, result: TrainResult) -> None:
-        """Average the objective's per-example metrics over the validation set and log them (main process)."""
-        if not self.ctx.is_main:
-            return
-        model = self.ema if self.ema is not None else self.model
-        was_training = model.training
-        model.eval()
-        sums: dict[str, Tensor] = {}
-        n = len(self.validation)
-        for start in range(0, n, self.batch_size):
-            batch = fetch_batch(self.validation, torch.arange(start, min(n, start + self.batch_size)))
-            batch = to_device(batch, self.ctx.device, self._dtype())
-            size = len(next(iter(batch.values())))
-            for key, value in self.objective.metrics(model, batch).items():
-                if not isinstance(value, Tensor) or tuple(value.shape) != (size,):
-                    got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                    where = f"{type(self.objective).__name__}.metrics()[{key!r}]"
-                    raise ShapeError(f"{where} must have shape ({size},), one value per example; got {got}")
-                sums[key] = sums.get(key, 0.0) + value.detach().to(torch.float64).sum()
-        model.train(was_training)
-        record = {"step": self.step, **{f"val_{k}": float(v) / n for k, v in sums.items()}}
-        if len(record) > 1:
-            result.validation.append(record)
-            self._log(record)
+    # ------------------------------------------------------------------- weights
+    def initialize_from(self, path: str | Path, *, ema: bool = True) -> None:
+        """Start this run from the weights of another run's checkpoint (fine-tuning, or a deliberate change of
+        parameterisation, process or objective that resuming refuses).
 
-    # ---------------------------------------------------------------- checkpoint
-    def _restore(self) -> None:
-        if self.out_dir is None or latest_checkpoint(self.out_dir) is None:
-            return
-        ckpt = load_checkpoint(self.out_dir)
-        saved = ckpt.state.get("trainer", {})
-        changed = {
-            k: (saved[k], self.settings[k]) for k in ORDER_SETTINGS if k in saved and saved[k] != self.settings[k]
-        }
-        if changed:
-            details = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in changed.items())
-            raise ConfigError(
-                f"cannot resume {self.out_dir}: the data order depends on settings that changed ({details}); "
-                "use the saved settings or another out_dir"
-            )
-        self.model.load_state_dict(ckpt.model)
-        if self.ema is not None and ckpt.ema:
-            self.ema.load_state_dict(ckpt.ema)
-        if ckpt.optimizer is not None:
-            self.optimizer.load_state_dict(ckpt.optimizer)
-        self.scheduler.load_state_dict(ckpt.state["scheduler"])
-        self.step = self._saved_step = ckpt.step
+        The model (and the EMA) get the checkpoint's EMA weights (``ema=True``, when it has them) or its raw
+        weights; the optimiser, schedule and step start fresh. The checkpoint and the SHA-256 of its tensors
+        are recorded in this run's checkpoints under ``"init_from"``. Call it before :meth:`fit`; if
+        ``out_dir`` already holds a checkpoint of this run, ``fit`` resumes from that instead.
 
-    def _save(self) -> None:
-        if self.out_dir is None or not self.ctx.is_main or self.step == self._saved_step:
-            return
-        model_config = self.model.to_config() if hasattr(self.model, "to_config") else None
-        state = {
-            "scheduler": self.scheduler.state_dict(),
-            "trainer": self.settings,
-            "model_config": model_config,
-            "objective_config": self.objective.to_config(),
-            "process_config": process.to_config() if (process := getattr(self.objective, "process", None)) else None,
-        }
-        ema = self.ema.state_dict() if self.ema is not None else {}
-        save_checkpoint(
-            self.out_dir, Checkpoint(self.step, self.model.state_dict(), ema, self.optimizer.state_dict(), state)
-        )
-        self._saved_step = self.step
-        prune(self.out_dir, self.keep_last)
-
-    def _log(self, record: dict[str, float]) -> None:
-        if self.out_dir is None or not self.ctx.is_main:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def _truncate_log(self) -> None:
-        """Drop records past the resumed step (written after the last checkpoint of a crashed run)."""
-        path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
-        if path is None or not path.exists() or not self.ctx.is_main:
-            return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        Raises:
+            CheckpointError: no checkpoint at ``path``.
+            ConfigError: called after training started, or weights that do not fit the model (one line:
+                numbers of missing and unexpected keys, the first shape mismatches).
+        """
+        self.run_state.initialize_from(path, ema=check_bool("ema", ema))
 
     # ----------------------------------------------------------------------- fit
     def fit(self, dataset: Dataset, *, resume: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
-        """Train until ``steps``, resuming from the latest checkpoint in ``out_dir`` if ``resume``."""
+        """Train until ``steps``, resuming from the latest checkpoint in ``out_dir`` if ``resume``.
+
+        Raises:
+            ConfigError: a bad dataset (empty, missing fields), or a checkpoint this run cannot continue.
+            NonFiniteLossError: a loss or gradient was NaN or infinite (not with ``skip_nonfinite``).
+            RunLockedError: another training holds ``out_dir``.
+            TrainingInterrupted: Ctrl-C; carries the last complete checkpoint.
+            CheckpointError: a checkpoint could not be written (e.g. a full disk).
+        """
+        lock = RunLock(self.out_dir) if self.out_dir is not None and self.ctx.is_main else contextlib.nullcontext()
+        with lock:
+            try:
+                return self._fit(dataset, resume, callbacks)
+            except KeyboardInterrupt as err:
+                last = latest_checkpoint(self.out_dir) if self.out_dir is not None else None
+                raise TrainingInterrupted(
+                    f"training interrupted after step {self.step}; nothing partial was saved; the last complete "
+                    f"checkpoint is {last or 'none'}",
+                    step=self.step,
+                    last_checkpoint=last,
+                ) from err
+            finally:
+                self.log.close()
+
+    def _fit(self, dataset: Dataset, resume: bool, callbacks: Sequence[Callback]) -> TrainResult:
         if resume:
-            self._restore()
-            self._truncate_log()
+            self.run_state.restore()
         elif self.out_dir is not None and self.ctx.is_main and latest_checkpoint(self.out_dir) is not None:
             raise ConfigError(
                 f"{self.out_dir} already holds checkpoints of another run; resume it (resume=True) or use a new out_dir"
@@ -288,43 +278,83 @@ class Trainer:
         shapes = self._check_dataset(dataset, "dataset")
         if self.validation is not None:
             self._check_dataset(self.validation, "validation")
+        self.log.open(self.step)
         train_model = self.model
         if self.ctx.enabled:
             ddp_args = {"device_ids": [self.ctx.device.index]} if self.ctx.device.type == "cuda" else {}
             train_model = nn.parallel.DistributedDataParallel(self.model, **ddp_args)
             train_model.parameterization = getattr(self.model, "parameterization", None)
         self.model.train()
+        guard = FiniteGuard(self.ctx.device)
         result, first_step = TrainResult(step=self.step), self.step
         bar = tqdm(total=self.steps, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
         start = time.perf_counter()
         while self.step < self.steps:
             lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
-            loss, grad_norm = self._train_step(train_model, dataset, shapes)
+            loss, grad_norm = self._train_step(train_model, dataset, shapes, guard)
             self.step += 1
             bar.update(1)
-            if self.step % self.log_every == 0 or self.step == self.steps:
+            log_now = self.step % self.log_every == 0 or self.step == self.steps
+            validate_now = self.validate_every and self.step % self.validate_every == 0 and self.step != self.steps
+            save_now = self.checkpoint_every and self.step % self.checkpoint_every == 0
+            if log_now or validate_now or save_now:
+                self._raise_if_nonfinite(guard, dataset)
+            if log_now:
                 record = {
                     "step": self.step, "loss": self._mean_over_ranks(loss), "grad_norm": float(grad_norm),
                     "lr": lr, "seconds": time.perf_counter() - start,
                 }  # fmt: skip
+                if self.skip_nonfinite:
+                    record["skipped_steps"] = self.skipped_steps
                 result.history.append(record)
-                self._log(record)
+                self.log.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if self.validate_every and self.step % self.validate_every == 0 and self.step != self.steps:
+            if validate_now:
                 self._validate(result)
-            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                self._save()
+            if save_now:
+                self.run_state.save()
             for callback in callbacks:
                 callback(self, self.step, float(loss))
         bar.close()
+        self._raise_if_nonfinite(guard, dataset)
         if self.validation is not None and self.step > first_step:
             self._validate(result)
-        self._save()  # a no-op when this step was just saved
-        result.step = self.step
+        self.run_state.save()  # a no-op when this step was just saved
+        result.step, result.skipped_steps = self.step, self.skipped_steps
         return result
 
+    def _raise_if_nonfinite(self, guard: FiniteGuard, dataset: Dataset) -> None:
+        bad = guard.first_bad_step(self.ctx)
+        if bad is None:
+            return
+        indices = self._global_indices(len(dataset), bad - 1)
+        last = latest_checkpoint(self.out_dir) if self.out_dir is not None else None
+        raise nonfinite_error(bad, indices, fetch_batch(dataset, indices), last)
+
+    def _validate(self, result: TrainResult) -> None:
+        """Average the objective's per-example metrics over the validation set and log them (main process)."""
+        if not self.ctx.is_main:
+            return
+        model = self.ema if self.ema is not None else self.model
+        was_training = model.training
+        model.eval()
+        try:
+            means = average_metrics(
+                lambda batch: self.objective.metrics(model, batch),
+                self.validation,
+                self.batch_size,
+                self.ctx.device,
+                self._dtype(),
+            )
+        finally:
+            model.train(was_training)
+        if means:
+            record = {"step": self.step, **{f"val_{k}": v for k, v in means.items()}}
+            result.validation.append(record)
+            self.log.write(record)
+
     def _train_step(
-        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]
+        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]], guard: FiniteGuard
     ) -> tuple[Tensor, Tensor]:
         # layers that draw from the global RNG (dropout, label dropout) see a per-(seed, step, rank) seed, so
         # resume stays exact; fork_rng restores the caller's RNG state afterwards
@@ -334,10 +364,10 @@ class Trainer:
             torch.random.default_generator.manual_seed(seed)  # this process's CPU generator ...
             if devices:
                 torch.cuda.manual_seed(seed)  # ... and its own GPU only: other devices keep their state
-            return self._train_step_seeded(train_model, dataset, shapes)
+            return self._train_step_seeded(train_model, dataset, shapes, guard)
 
     def _train_step_seeded(
-        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]
+        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]], guard: FiniteGuard
     ) -> tuple[Tensor, Tensor]:
         indices = self._global_indices(len(dataset), self.step)
         part = slice(self.ctx.rank * self.batch_size, (self.ctx.rank + 1) * self.batch_size)
@@ -354,6 +384,15 @@ class Trainer:
             grad_norm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         else:
             grad_norm = torch.norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        finite = guard.finite(loss, grad_norm)
+        if self.skip_nonfinite and not guard.all_finite(finite, self.ctx):
+            self.skipped_steps += 1  # no update; the schedule still advances with the step
+            self.optimizer.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():  # torch warns when the schedule steps before any optimiser step
+                warnings.simplefilter("ignore", UserWarning)
+                self.scheduler.step()
+            return loss.detach(), grad_norm
+        guard.observe(self.step + 1, finite)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:

@@ -46,11 +46,6 @@ def test_flow_matching_is_dsm_on_the_interpolant_with_velocity():
     model = GaussianMixtureScore(MIXTURE, gf.LinearInterpolant(), "velocity")
     dsm = DenoisingScoreMatching(gf.LinearInterpolant(), t_min=0.0, t_max=1.0)
     assert torch.equal(fm.loss(model, {"x": x}, draws), dsm.loss(model, {"x": x}, draws))
-    # the target is the straight-line velocity noise - x0: a model that knows it has zero loss
-    t, z = draws["t"], draws["noise"]
-    xt = (1 - t[:, None]) * x + t[:, None] * z
-    target = z - x
-    assert torch.allclose(gf.LinearInterpolant().convert(target, "velocity", "velocity", xt, t), target)
     with pytest.raises(ConfigError, match="velocity model"):
         fm.loss(GaussianMixtureScore(MIXTURE, gf.LinearInterpolant(), "eps"), {"x": x}, draws)
 
@@ -85,3 +80,60 @@ def test_min_snr_is_finite_where_sigma_or_alpha_is_zero_and_draw_needs_a_generat
         assert bool(torch.isfinite(objective._min_snr_weight(kind, torch.zeros(3, 2, dtype=torch.float64), t)).all())
     with pytest.raises(GeneratorRequiredError, match="draw"):
         objective.draw(4, {"x": (2,)}, None, dtype=torch.float64, device="cpu")
+
+
+# --- an independent oracle: Gaussian data, the exact posterior mean and the closed-form minimum of the loss ---
+# For x0 ~ N(m, s^2 I), x_t = a x0 + sigma eps and a target T = c1 x0 + c2 eps, (T, x_t) are jointly Gaussian per
+# coordinate, so the best prediction is E[T | x_t] = c1 m + C / V (x_t - a m) and the smallest mean squared error is
+# Var(T | x_t) = c1^2 s^2 + c2^2 - C^2 / V, with C = c1 a s^2 + c2 sigma and V = a^2 s^2 + sigma^2. Nothing below
+# calls the process: a, sigma and (c1, c2) are written out by hand from the definitions.
+M, S = torch.tensor([0.5, -1.0], dtype=torch.float64), 0.7
+
+
+def _vp_alpha_sigma(t, beta_min=0.1, beta_max=20.0):
+    alpha = torch.exp(-0.25 * t**2 * (beta_max - beta_min) - 0.5 * t * beta_min)
+    return alpha, torch.sqrt(1 - alpha**2)
+
+
+def _coefficients(kind, t):
+    """(a, sigma, c1, c2) for VP (eps, x0, v) and for the straight path with the velocity target."""
+    if kind == "velocity":
+        return 1 - t, t, -torch.ones_like(t), torch.ones_like(t)  # x_t = (1 - t) x0 + t z, target z - x0
+    a, sigma = _vp_alpha_sigma(t)
+    c1, c2 = {"eps": (0 * t, 1 + 0 * t), "x0": (1 + 0 * t, 0 * t), "v": (-sigma, a)}[kind]
+    return a, sigma, c1, c2
+
+
+class PosteriorMean(gf.ScoreModel):
+    def __init__(self, kind, shift=0.0):
+        super().__init__()
+        self.parameterization, self.shift = kind, shift
+
+    def forward(self, x, t, *, cond=None, exit=None):
+        a, sigma, c1, c2 = (c[:, None] for c in _coefficients(self.parameterization, t))
+        cov, var = c1 * a * S**2 + c2 * sigma, a**2 * S**2 + sigma**2
+        return c1 * M + cov / var * (x - a * M) + self.shift
+
+
+@pytest.mark.parametrize(
+    "objective,kind",
+    [(DenoisingScoreMatching(gf.VPProcess(), t_min=0.05, t_max=0.95), "eps"),
+     (DenoisingScoreMatching(gf.VPProcess(), t_min=0.05, t_max=0.95), "x0"),
+     (DenoisingScoreMatching(gf.VPProcess(), t_min=0.05, t_max=0.95), "v"),
+     (FlowMatching(), "velocity")],
+)  # fmt: skip
+def test_the_exact_posterior_mean_reaches_the_closed_form_minimum_of_the_loss(objective, kind):
+    n = 40000
+    x = M + S * torch.randn(n, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    draws = objective.draw(n, {"x": (2,)}, torch.Generator().manual_seed(1), dtype=torch.float64, device="cpu")
+    a, sigma, c1, c2 = _coefficients(kind, draws["t"])
+    conditional_var = c1**2 * S**2 + c2**2 - (c1 * a * S**2 + c2 * sigma) ** 2 / (a**2 * S**2 + sigma**2)
+    minimum = float(conditional_var.mean())
+    # each example's error is conditional_var * chi^2_2 / 2: its standard error over n examples
+    standard_error = float(conditional_var.pow(2).mean().sqrt()) / n**0.5
+    loss = float(objective.loss(PosteriorMean(kind), {"x": x}, draws))
+    assert abs(loss - minimum) < 4 * standard_error, (loss, minimum, standard_error)
+    # an offset c adds c^2 + 2 c mean(error); at the optimum the errors have mean zero, with standard error
+    # sqrt(minimum / (2 n)) over the 2 n coordinates
+    shifted = float(objective.loss(PosteriorMean(kind, shift=0.3), {"x": x}, draws))
+    assert shifted - loss == pytest.approx(0.09, abs=2 * 0.3 * 4 * (minimum / (2 * n)) ** 0.5)
