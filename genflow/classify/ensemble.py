@@ -24,9 +24,25 @@ from genflow.config import Configurable
 from genflow.errors import ComponentError, ConfigError
 from genflow.validation import check_instance
 
-__all__ = ["Ensemble", "COMBINE_RULES"]
+__all__ = ["Ensemble", "COMBINE_RULES", "combine_logits"]
 
 COMBINE_RULES = ("probs", "logits")
+
+
+def combine_logits(member_logits: Tensor, combine: str = "probs") -> Tensor:
+    """Log-probabilities of the ensemble from member logits ``(M, ..., C)`` (members on the first axis).
+
+    ``"probs"``: ``log(1/M sum_m softmax(z_m)) = logsumexp_m log_softmax(z_m) - log M`` (stable for any logits);
+    ``"logits"``: ``log_softmax(1/M sum_m z_m)``.
+
+    Raises:
+        ConfigError: unknown ``combine``.
+    """
+    if combine not in COMBINE_RULES:
+        raise ConfigError(f"combine must be one of {', '.join(COMBINE_RULES)}; got {combine!r}")
+    if combine == "logits":
+        return torch.log_softmax(member_logits.mean(0), dim=-1)
+    return torch.logsumexp(torch.log_softmax(member_logits, dim=-1), dim=0) - math.log(member_logits.shape[0])
 
 
 class Ensemble(Configurable, nn.Module):
@@ -73,10 +89,7 @@ class Ensemble(Configurable, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Log of the ensemble's predictive distribution ``(batch, num_classes)`` (usable as logits)."""
-        logits = self.member_logits(x)
-        if self.combine == "logits":
-            return torch.log_softmax(logits.mean(0), dim=-1)
-        return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(self.members))
+        return combine_logits(self.member_logits(x), self.combine)
 
     def predict_proba(self, x: Tensor) -> Tensor:
         """The ensemble's probabilities ``(batch, num_classes)``."""
