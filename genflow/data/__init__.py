@@ -4,7 +4,7 @@ under shift, 2-D toy distributions, and CIFAR-10 or image folders a user has on 
 Every loader is also reachable by name through :func:`load_dataset`. See ``docs/data.md``.
 """
 
-from genflow.data.base import VALUE_RANGES, ImageTensorDataset, to_value_range
+from genflow.data.base import VALUE_RANGES, ImageTensorDataset, NamedTensorDataset, to_value_range
 from genflow.data.catalog import DATASET_LOADERS, load_dataset
 from genflow.data.corrupted import CORRUPTION_PARAMETERS, CORRUPTIONS, SEVERITIES, digits_corrupted
 from genflow.data.digits import (
@@ -42,4 +42,5 @@ __all__ = [
     "load_image_folder",
     "TOY2D_NAMES",
     "toy2d",
+    "NamedTensorDataset",
 ]

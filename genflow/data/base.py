@@ -21,7 +21,9 @@ from torch.utils.data import Dataset
 from genflow.data.errors import DataOptionError
 from genflow.errors import ShapeError
 
-__all__ = ["VALUE_RANGES", "ImageTensorDataset", "check_choice", "check_value_range", "to_value_range"]
+__all__ = [
+    "VALUE_RANGES", "ImageTensorDataset", "NamedTensorDataset", "check_choice", "check_value_range", "to_value_range",
+]  # fmt: skip
 
 VALUE_RANGES: dict[str, tuple[float, float]] = {"generation": (-1.0, 1.0), "classification": (0.0, 1.0)}
 
@@ -100,3 +102,54 @@ class ImageTensorDataset(Dataset):
             f"{type(self).__name__}(n={len(self)}, image_shape={tuple(self.images.shape[1:])}, "
             f"value_range={self.value_range!r}, classes={len(self.classes)})"
         )
+
+
+class NamedTensorDataset(Dataset):
+    """Examples made of named tensors sharing their leading dimension; item ``i`` is ``{name: tensor[i]}``.
+
+    The :class:`~genflow.train.Trainer` reads a batch of it as ``{name: tensor[indices]}`` in one go
+    (through :attr:`fields` and :attr:`tensors`), so an objective can ask for any field by name.
+
+    Example::
+
+        pairs = NamedTensorDataset(x_start=x0, x_end=x1, t_start=t0, t_end=t1, segment=k)
+
+    Args:
+        **tensors: One tensor per field, each of shape ``(N, *field_shape)``; the keyword is the field's name.
+
+    Raises:
+        ShapeError: no field, a field that is not a tensor or has no leading dimension, or lengths that differ.
+    """
+
+    def __init__(self, **tensors: Tensor) -> None:
+        if not tensors:
+            raise ShapeError("NamedTensorDataset needs at least one named tensor; got none")
+        lengths = {}
+        for name, value in tensors.items():
+            if not isinstance(value, Tensor) or value.ndim < 1:
+                got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+                raise ShapeError(f"field {name!r} must be a tensor of shape (N, ...); got {got}")
+            lengths[name] = value.shape[0]
+        if len(set(lengths.values())) > 1:
+            raise ShapeError(f"every field must have the same number of examples; got {lengths}")
+        self._tensors = dict(tensors)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The field names, in the order of :attr:`tensors`."""
+        return tuple(self._tensors)
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The field tensors, in the order of :attr:`fields` (batches by indexing)."""
+        return tuple(self._tensors.values())
+
+    def __len__(self) -> int:
+        return next(iter(self._tensors.values())).shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {name: value[index] for name, value in self._tensors.items()}
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={tuple(v.shape[1:])}" for k, v in self._tensors.items())
+        return f"{type(self).__name__}(n={len(self)}, {shapes})"

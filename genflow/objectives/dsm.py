@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -43,9 +44,11 @@ class DenoisingScoreMatching(Objective):
             by ``min(SNR, gamma) / SNR``).
         min_snr_gamma: ``gamma`` of ``min_snr``.
         t_min / t_max: Training times are uniform on ``[t_min, t_max]``; default the process's.
+        cond_field: The batch field passed to the model as ``cond`` (class-conditional training,
+            e.g. ``"label"``); None trains unconditionally (``model(x_t, t)``).
 
     Raises:
-        ConfigError: unknown weighting or an empty time range.
+        ConfigError: unknown weighting, an empty time range or a ``cond_field`` that is not a field name.
     """
 
     def __init__(
@@ -55,7 +58,12 @@ class DenoisingScoreMatching(Objective):
         min_snr_gamma: float = 5.0,
         t_min: float | None = None,
         t_max: float | None = None,
+        cond_field: str | None = None,
     ) -> None:
+        if cond_field is not None and (not isinstance(cond_field, str) or not cond_field or cond_field == "x"):
+            raise ConfigError(f"cond_field must be None or a batch field name other than 'x'; got {cond_field!r}")
+        self.cond_field = cond_field
+        self.fields = ("x",) if cond_field is None else ("x", cond_field)
         if isinstance(process, str):
             process = PROCESSES.create(process)
         elif isinstance(process, dict):
@@ -69,20 +77,30 @@ class DenoisingScoreMatching(Objective):
         if not 0.0 <= self.t_min < self.t_max <= 1.0:
             raise ConfigError(f"need 0 <= t_min < t_max <= 1; got t_min={self.t_min}, t_max={self.t_max}")
 
-    def draw(self, n, event_shape, generator, *, dtype, device):
+    def draw(
+        self,
+        n: int,
+        shapes: Mapping[str, tuple[int, ...]],
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype,
+        device: Any,
+    ) -> dict[str, Tensor]:
+        """``t`` uniform on ``[t_min, t_max]`` (shape ``(n,)``) and ``noise`` like the ``x`` field."""
         generator = require_generator(generator, f"{type(self).__name__}.draw")
         u = torch.rand(n, generator=generator, dtype=dtype, device=generator.device).to(device)
         return {
             "t": self.t_min + (self.t_max - self.t_min) * u,
-            "noise": standard_normal((n, *event_shape), generator, dtype=dtype, device=device, where="dsm.draw"),
+            "noise": standard_normal((n, *shapes["x"]), generator, dtype=dtype, device=device, where="dsm.draw"),
         }
 
-    def loss(self, model: torch.nn.Module, x: Tensor, cond: Any, draws: dict[str, Tensor]) -> Tensor:
+    def loss(self, model: torch.nn.Module, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
+        """Mean (weighted) squared error of ``model`` on the noised ``batch["x"]``."""
         kind = check_parameterization(getattr(model, "parameterization", ""))
-        t, eps = draws["t"], draws["noise"]
+        x, t, eps = batch["x"], draws["t"], draws["noise"]
         xt = self.process.sample(x, t, eps)
         target = self.process.from_x0_eps(x, eps, kind, xt, t)
-        pred = model(xt, t, cond=cond) if cond is not None else model(xt, t)
+        pred = model(xt, t, cond=batch[self.cond_field]) if self.cond_field is not None else model(xt, t)
         per_example = (pred - target).pow(2).flatten(1).mean(1)
         if self.weighting == "min_snr":
             per_example = per_example * self._min_snr_weight(kind, xt, t)
@@ -108,17 +126,30 @@ class FlowMatching(Objective):
 
     The model predicts the velocity ``z - x0``; equal to :class:`DenoisingScoreMatching`
     on :class:`LinearInterpolant` with a velocity model, which it delegates to.
+
+    Args:
+        cond_field: The batch field passed to the model as ``cond`` (e.g. ``"label"``); None: unconditional.
     """
 
-    def __init__(self) -> None:
-        self._dsm = DenoisingScoreMatching(LinearInterpolant(), t_min=0.0, t_max=1.0)
-        self.process = self._dsm.process
+    def __init__(self, cond_field: str | None = None) -> None:
+        self._dsm = DenoisingScoreMatching(LinearInterpolant(), t_min=0.0, t_max=1.0, cond_field=cond_field)
+        self.process, self.fields = self._dsm.process, self._dsm.fields
 
-    def draw(self, n, event_shape, generator, *, dtype, device):
-        return self._dsm.draw(n, event_shape, generator, dtype=dtype, device=device)
+    def draw(
+        self,
+        n: int,
+        shapes: Mapping[str, tuple[int, ...]],
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype,
+        device: Any,
+    ) -> dict[str, Tensor]:
+        """``t`` uniform on ``[0, 1]`` and ``noise`` (the endpoint ``z``) like the ``x`` field."""
+        return self._dsm.draw(n, shapes, generator, dtype=dtype, device=device)
 
-    def loss(self, model: torch.nn.Module, x: Tensor, cond: Any, draws: dict[str, Tensor]) -> Tensor:
+    def loss(self, model: torch.nn.Module, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
+        """Mean squared error between the model's velocity and ``z - x0``."""
         kind = getattr(model, "parameterization", None)
         if kind != "velocity":
             raise ConfigError(f"flow matching trains a velocity model; got parameterization {kind!r}")
-        return self._dsm.loss(model, x, cond, draws)
+        return self._dsm.loss(model, batch, draws)

@@ -13,24 +13,27 @@ batch ``N * B``.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, ShapeError
 from genflow.io import write_text_atomic
 from genflow.objectives.base import Objective
+from genflow.train.batches import check_fields, fetch_batch, field_shapes, to_device
 from genflow.train.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, prune, save_checkpoint
 from genflow.train.distributed import DistributedContext, init_distributed
+from genflow.train.errors import UnknownTrainerArgumentError
 from genflow.validation import check_instance
 
 __all__ = ["Trainer", "TrainResult"]
@@ -42,10 +45,11 @@ Callback = Callable[["Trainer", int, float], None]
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns: the final step and the logged records."""
+    """What :meth:`Trainer.fit` returns: the final step, the logged training records and validation records."""
 
     step: int
     history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
 
 
 def _seeded(*parts: int) -> torch.Generator:
@@ -53,6 +57,16 @@ def _seeded(*parts: int) -> torch.Generator:
     for p in parts:  # a fixed mixing of the parts into one 63-bit seed
         seed = (seed * 6364136223846793005 + int(p) + 1442695040888963407) % (2**63)
     return torch.Generator().manual_seed(seed)
+
+
+def _unknown_message(unknown: dict[str, Any]) -> str:
+    accepted = [p for p in inspect.signature(Trainer.__init__).parameters if p not in ("self", "unknown")]
+    hint = (
+        "; class-conditional training is DenoisingScoreMatching(..., cond_field='label') now"
+        if "conditional" in unknown
+        else ""
+    )
+    return f"Trainer() got unknown arguments {sorted(unknown)}{hint}; accepted: {', '.join(accepted)}"
 
 
 class Trainer:
@@ -74,8 +88,9 @@ class Trainer:
         keep_last: Checkpoints kept on disk.
         log_every: Steps between metric records.
         seed: Seed of the data order and of the objective's draws.
-        conditional: Pass the dataset's labels to the model as ``cond`` (class-conditional
-            training); otherwise labels are ignored.
+        validation: A dataset on which the objective's :meth:`~Objective.metrics` are averaged
+            (EMA model if any, eval mode, no grad) and logged as ``val_<name>``.
+        validate_every: Steps between validations (0: only at the end); needs ``validation``.
         progress: Show a tqdm progress bar (main process only).
         context: Distributed context; default from the environment (:func:`init_distributed`).
 
@@ -103,10 +118,14 @@ class Trainer:
         keep_last: int = 3,
         log_every: int = 10,
         seed: int = 0,
-        conditional: bool = False,
+        validation: Dataset | None = None,
+        validate_every: int = 0,
         progress: bool = True,
         context: DistributedContext | None = None,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise UnknownTrainerArgumentError(_unknown_message(unknown))
         self.objective = check_instance(objective, Objective, "objective")
         check_instance(model, nn.Module, "model")
         if lr_schedule not in SCHEDULES:
@@ -130,7 +149,7 @@ class Trainer:
         self.mixed_precision = bool(mixed_precision) and self.ctx.device.type == "cuda"
         self.checkpoint_every, self.keep_last, self.log_every = int(checkpoint_every), keep_last, log_every
         self.progress = progress
-        self.conditional = bool(conditional)
+        self.validation, self.validate_every = validation, int(validate_every)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -141,7 +160,7 @@ class Trainer:
         self.settings = {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "betas": list(betas),
             "lr_schedule": lr_schedule, "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "seed": seed, "conditional": conditional, "world_size": self.ctx.world_size,
+            "seed": seed, "world_size": self.ctx.world_size,
         }  # fmt: skip
 
     # ------------------------------------------------------------------ schedule
@@ -165,17 +184,40 @@ class Trainer:
             self._epoch_order = ((epoch, n), torch.randperm(n, generator=_seeded(self.seed, 1, epoch)))
         return self._epoch_order[1][j * global_batch : (j + 1) * global_batch]
 
-    @staticmethod
-    def _fetch(dataset: Dataset, indices: Tensor) -> tuple[Tensor, Any]:
-        tensors = getattr(dataset, "tensors", None)
-        items = (
-            [t[indices] for t in tensors]
-            if tensors is not None
-            else default_collate([dataset[int(i)] for i in indices])
-        )
-        if isinstance(items, Tensor):
-            return items, None
-        return items[0], (items[1] if len(items) > 1 else None)
+    def _dtype(self) -> torch.dtype:
+        return self.params[0].dtype if self.params else torch.get_default_dtype()
+
+    def _check_dataset(self, dataset: Dataset, name: str) -> dict[str, tuple[int, ...]]:
+        """The per-example shape of every field of ``dataset``, after checking it gives the objective's fields."""
+        first = fetch_batch(dataset, torch.arange(1))
+        check_fields(self.objective.fields, tuple(first), f"{type(self.objective).__name__} ({name})")
+        return field_shapes(first)
+
+    @torch.no_grad()
+    def _validate(self, result: TrainResult) -> None:
+        """Average the objective's per-example metrics over the validation set and log them (main process)."""
+        if not self.ctx.is_main:
+            return
+        model = self.ema if self.ema is not None else self.model
+        was_training = model.training
+        model.eval()
+        sums: dict[str, Tensor] = {}
+        n = len(self.validation)
+        for start in range(0, n, self.batch_size):
+            batch = fetch_batch(self.validation, torch.arange(start, min(n, start + self.batch_size)))
+            batch = to_device(batch, self.ctx.device, self._dtype())
+            size = len(next(iter(batch.values())))
+            for key, value in self.objective.metrics(model, batch).items():
+                if not isinstance(value, Tensor) or tuple(value.shape) != (size,):
+                    got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                    where = f"{type(self.objective).__name__}.metrics()[{key!r}]"
+                    raise ShapeError(f"{where} must have shape ({size},), one value per example; got {got}")
+                sums[key] = sums.get(key, 0.0) + value.detach().to(torch.float64).sum()
+        model.train(was_training)
+        record = {"step": self.step, **{f"val_{k}": float(v) / n for k, v in sums.items()}}
+        if len(record) > 1:
+            result.validation.append(record)
+            self._log(record)
 
     # ---------------------------------------------------------------- checkpoint
     def _restore(self) -> None:
@@ -243,22 +285,21 @@ class Trainer:
             raise ConfigError(
                 f"{self.out_dir} already holds checkpoints of another run; resume it (resume=True) or use a new out_dir"
             )
-        first, labels = self._fetch(dataset, torch.arange(1))
-        event_shape = tuple(first.shape[1:])
-        if self.conditional and not isinstance(labels, Tensor):
-            raise ConfigError("conditional=True needs a dataset whose items are (x, label); this one has no labels")
+        shapes = self._check_dataset(dataset, "dataset")
+        if self.validation is not None:
+            self._check_dataset(self.validation, "validation")
         train_model = self.model
         if self.ctx.enabled:
             ddp_args = {"device_ids": [self.ctx.device.index]} if self.ctx.device.type == "cuda" else {}
             train_model = nn.parallel.DistributedDataParallel(self.model, **ddp_args)
             train_model.parameterization = getattr(self.model, "parameterization", None)
         self.model.train()
-        result = TrainResult(step=self.step)
+        result, first_step = TrainResult(step=self.step), self.step
         bar = tqdm(total=self.steps, initial=self.step, disable=not (self.progress and self.ctx.is_main), desc="train")
         start = time.perf_counter()
         while self.step < self.steps:
             lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
-            loss, grad_norm = self._train_step(train_model, dataset, event_shape)
+            loss, grad_norm = self._train_step(train_model, dataset, shapes)
             self.step += 1
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.steps:
@@ -269,17 +310,21 @@ class Trainer:
                 result.history.append(record)
                 self._log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if self.validate_every and self.step % self.validate_every == 0 and self.step != self.steps:
+                self._validate(result)
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self._save()
             for callback in callbacks:
                 callback(self, self.step, float(loss))
         bar.close()
+        if self.validation is not None and self.step > first_step:
+            self._validate(result)
         self._save()  # a no-op when this step was just saved
         result.step = self.step
         return result
 
     def _train_step(
-        self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
+        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]
     ) -> tuple[Tensor, Tensor]:
         # layers that draw from the global RNG (dropout, label dropout) see a per-(seed, step, rank) seed, so
         # resume stays exact; fork_rng restores the caller's RNG state afterwards
@@ -289,23 +334,20 @@ class Trainer:
             torch.random.default_generator.manual_seed(seed)  # this process's CPU generator ...
             if devices:
                 torch.cuda.manual_seed(seed)  # ... and its own GPU only: other devices keep their state
-            return self._train_step_seeded(train_model, dataset, event_shape)
+            return self._train_step_seeded(train_model, dataset, shapes)
 
     def _train_step_seeded(
-        self, train_model: nn.Module, dataset: Dataset, event_shape: tuple[int, ...]
+        self, train_model: nn.Module, dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]
     ) -> tuple[Tensor, Tensor]:
         indices = self._global_indices(len(dataset), self.step)
         part = slice(self.ctx.rank * self.batch_size, (self.ctx.rank + 1) * self.batch_size)
-        x, cond = self._fetch(dataset, indices[part])  # this rank's share of the global batch
-        dtype = next(iter(self.params)).dtype if self.params else torch.get_default_dtype()
-        draws = self.objective.draw(
-            len(indices), event_shape, _seeded(self.seed, 2, self.step), dtype=dtype, device="cpu"
-        )
-        x = x.to(self.ctx.device, dtype)
-        cond = cond.to(self.ctx.device) if self.conditional and isinstance(cond, Tensor) else None
+        batch = fetch_batch(dataset, indices[part])  # this rank's share of the global batch, every field
+        dtype = self._dtype()
+        draws = self.objective.draw(len(indices), shapes, _seeded(self.seed, 2, self.step), dtype=dtype, device="cpu")
+        batch = to_device(batch, self.ctx.device, dtype)
         draws = {k: v[part].to(self.ctx.device) for k, v in draws.items()}
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
-            loss = self.objective.loss(train_model, x, cond, draws)
+            loss = self.objective.loss(train_model, batch, draws)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip > 0:  # the norm stays a tensor: no host sync unless a record is logged

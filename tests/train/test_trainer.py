@@ -17,7 +17,8 @@ from torch.utils.data import TensorDataset
 from genflow.errors import ConfigError
 from genflow.objectives import DenoisingScoreMatching
 from genflow.train import CheckpointError, Trainer, load_checkpoint
-from tests.train._ddp_script import TinyNet
+from tests.train._ddp_script import TinyNet, WeightedConditionalDSM
+from tests.train._ddp_script import dataset as named_dataset
 
 DATA = TensorDataset(torch.randn(200, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
 
@@ -168,6 +169,31 @@ def test_fresh_run_into_a_used_folder_and_changed_settings_are_refused(tmp_path)
     assert _trainer(tmp_path, steps=8).fit(DATA).step == 8  # same settings: resumes and extends
 
 
-def test_conditional_training_needs_labels():
-    with pytest.raises(ConfigError, match="no labels"):
-        _trainer(None, steps=1, conditional=True).fit(DATA)
+def test_resume_is_exact_with_named_fields(tmp_path):
+    def make(out):
+        torch.manual_seed(0)
+        return Trainer(TinyNet(num_classes=3).double(), WeightedConditionalDSM(), out_dir=out, steps=12, batch_size=32,
+                       lr=1e-2, ema_decay=0.9, log_every=1, checkpoint_every=4, progress=False)  # fmt: skip
+
+    data = named_dataset()
+    full = make(tmp_path / "full")
+    full.fit(data)
+    with pytest.raises(Crash):
+        make(tmp_path / "crash").fit(data, callbacks=[_crash_at(6)])
+    resumed = make(tmp_path / "crash")
+    resumed.fit(data)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    def curve(run):
+        return [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert curve("crash") == curve("full")
+
+
+def test_unknown_arguments_list_the_accepted_ones_and_conditional_points_to_cond_field():
+    from genflow.train.errors import UnknownTrainerArgumentError
+
+    with pytest.raises(UnknownTrainerArgumentError, match=r"cond_field='label'.*accepted: model, objective, out_dir"):
+        _trainer(None, conditional=True)
+    with pytest.raises(TypeError, match=r"unknown arguments \['stpes'\]"):
+        _trainer(None, stpes=3)
