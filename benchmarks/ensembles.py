@@ -98,9 +98,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="30 steps and one seed; print, write nothing")
     parser.add_argument("--out", default=str(OUT_DIR / "ensembles.md"))
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args()
     seeds, overrides = (args.seeds[:1], ["trainer.steps=30"]) if args.quick else (args.seeds, [])
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)  # one thread: on a shared, busy CPU two threads ran several times slower
     runs = []
     for seed in seeds:
         runs.append(measure_seed(seed, args.members, overrides))

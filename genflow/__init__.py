@@ -3,7 +3,7 @@
 One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 """
 
-from genflow import data, errors, metrics, objectives, train
+from genflow import classify, data, errors, metrics, objectives, train
 from genflow.data import load_dataset, load_digits_split, toy2d
 from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
 from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
@@ -116,4 +116,5 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "classify",
 ]

@@ -116,20 +116,22 @@ def evaluate_classifier(
     """
     data = data if data is not None else protocol_data(int(model.image_size))
     temperature = fit_temperature(predict_log_probs(model, data.val), data.val.labels)
-    pooled = data.shifted_pooled()
-    sets = {"clean": data.test, "shifted (all)": pooled}
-    for kind in CORRUPTIONS:
-        parts = [d for name, d in data.shifted.items() if name.startswith(f"{kind}-")]
-        images, labels = torch.cat([d.images for d in parts]), torch.cat([d.labels for d in parts])
-        sets[f"shifted: {kind}"] = ImageTensorDataset(images, labels, "classification", data.test.classes)
-    predictions = {name: predict_log_probs(model, dataset) for name, dataset in sets.items()}
-    rows = [{"set": name, **prediction_metrics(predictions[name], sets[name].labels, temperature)} for name in sets]
+    shifted = {name: predict_log_probs(model, dataset) for name, dataset in data.shifted.items()}  # each set once
+
+    def pooled(prefix: str) -> tuple[Tensor, Tensor]:
+        names = [name for name in data.shifted if name.startswith(prefix)]
+        return torch.cat([shifted[n] for n in names]), torch.cat([data.shifted[n].labels for n in names])
+
+    sets = {"clean": (predict_log_probs(model, data.test), data.test.labels), "shifted (all)": pooled("")}
+    sets.update({f"shifted: {kind}": pooled(f"{kind}-") for kind in CORRUPTIONS})
+    rows = [{"set": name, **prediction_metrics(lp, labels, temperature)} for name, (lp, labels) in sets.items()]
     batch = data.test.images[:latency_batch]
     report = ClassifierReport(rows, temperature, int(model.flops(1)), measure_latency(model, batch), batch.shape[0])
     if out_dir is not None:
         out = Path(out_dir)
         for name, label in (("clean", "clean"), ("shifted (all)", "shifted")):
-            path = reliability_diagram(predictions[name].exp(), sets[name].labels, out / f"reliability_{label}.png",
+            log_probs, labels = sets[name]
+            path = reliability_diagram(log_probs.exp(), labels, out / f"reliability_{label}.png",
                                        title=f"{title}, {label}")  # fmt: skip
             report.files.append(str(path))
         write_text_atomic(out / "metrics.md", f"# {title}\n\n{report.markdown()}\n")

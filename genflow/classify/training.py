@@ -77,12 +77,14 @@ class TrainedMembers:
     Attributes:
         ensemble: The members (EMA weights when the Trainer keeps an EMA), in eval mode.
         seconds: Training wall time of each member.
-        histories: Each member's logged records (loss, and ``val_*`` metrics when validating).
+        histories: Each member's logged training records (loss, grad norm, lr, ...).
+        validations: Each member's validation records (``val_accuracy``, ``val_nll``; empty without validation).
     """
 
     ensemble: Ensemble
     seconds: list[float] = field(default_factory=list)
     histories: list[list[dict[str, float]]] = field(default_factory=list)
+    validations: list[list[dict[str, float]]] = field(default_factory=list)
 
 
 def train_members(
@@ -120,9 +122,7 @@ def train_members(
     if not member_folders and members != 1:
         raise ConfigError(f"member_folders=False keeps one run in out_dir, so members must be 1; got {members}")
     settings = dict(trainer or {})
-    if validation is not None:
-        settings.setdefault("validate_every", 0)
-    trained, seconds, histories = [], [], []
+    trained, seconds, histories, validations = [], [], [], []
     for i in range(members):
         classifier = build_classifier(model, seed + i)
         folder = None if out_dir is None else member_dir(out_dir, i) if member_folders else Path(out_dir)
@@ -134,8 +134,9 @@ def train_members(
         result = run.fit(train)
         seconds.append(time.perf_counter() - start)
         histories.append(result.history)
+        validations.append(result.validation)
         trained.append((run.ema if run.ema is not None else classifier).eval())
-    return TrainedMembers(Ensemble(trained), seconds, histories)
+    return TrainedMembers(Ensemble(trained), seconds, histories, validations)
 
 
 def recipe_members(
