@@ -51,6 +51,16 @@ ECE_BINS = 15
 SUM_TOLERANCE = 1e-4  # float32 softmax rows sum to 1 within ~1e-6; averaging a few keeps them well inside
 
 
+def _float64_matrix(x: object, name: str, what: str) -> Tensor:
+    """``x`` as float64 after checking it is a floating ``(N, C)`` tensor (DTypeError / ShapeError otherwise)."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        given = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise DTypeError(f"{name} must be a floating tensor of {what} (N, C); got {given}")
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
+        raise ShapeError(f"{name} must have shape (N, C) with N >= 1 and C >= 2; got shape {tuple(x.shape)}")
+    return x.detach().to(torch.float64)
+
+
 def check_probabilities(probs: object, name: str = "probs", *, atol: float = SUM_TOLERANCE) -> Tensor:
     """Return ``probs`` as a float64 ``(N, C)`` tensor after checking it is a predictive distribution.
 
@@ -59,12 +69,7 @@ def check_probabilities(probs: object, name: str = "probs", *, atol: float = SUM
         ShapeError: not 2-D with ``N >= 1`` and ``C >= 2``.
         ProbabilityError: non-finite or negative entries, or a row that does not sum to 1 (within ``atol``).
     """
-    if not isinstance(probs, Tensor) or not probs.is_floating_point():
-        given = probs.dtype if isinstance(probs, Tensor) else type(probs).__name__
-        raise DTypeError(f"{name} must be a floating tensor of probabilities (N, C); got {given}")
-    if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 2:
-        raise ShapeError(f"{name} must have shape (N, C) with N >= 1 and C >= 2; got shape {tuple(probs.shape)}")
-    p = probs.detach().to(torch.float64)
+    p = _float64_matrix(probs, name, "probabilities")
     if not bool(torch.isfinite(p).all()):
         raise ProbabilityError(f"{name} must be finite probabilities; got non-finite entries")
     if bool((p < 0).any()):
@@ -163,12 +168,7 @@ def ece(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> float:
 
 
 def _check_logits(logits: object, name: str = "logits") -> Tensor:
-    if not isinstance(logits, Tensor) or not logits.is_floating_point():
-        given = logits.dtype if isinstance(logits, Tensor) else type(logits).__name__
-        raise DTypeError(f"{name} must be a floating tensor (N, C); got {given}")
-    if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] < 2:
-        raise ShapeError(f"{name} must have shape (N, C) with N >= 1 and C >= 2; got shape {tuple(logits.shape)}")
-    z = logits.detach().to(torch.float64)
+    z = _float64_matrix(logits, name, "logits")
     if not bool(torch.isfinite(z).all()):
         raise NonFiniteError(f"{name} must be finite; got {int((~torch.isfinite(z)).sum())} non-finite entries")
     return z
