@@ -3,8 +3,14 @@ uncertainty protocol. See ``docs/uncertainty.md``."""
 
 from genflow.classify.base import CLASSIFIERS, Classifier
 from genflow.classify.ensemble import COMBINE_RULES, Ensemble, combine_logits
-from genflow.classify.evaluate import ClassifierReport, evaluate_classifier, predict_log_probs, prediction_metrics
-from genflow.classify.loading import ClassifierCheckpointError, load_classifier, load_ensemble, member_dirs
+from genflow.classify.evaluate import (
+    ClassifierReport,
+    evaluate_classifier,
+    evaluate_run,
+    predict_log_probs,
+    prediction_metrics,
+)
+from genflow.classify.loading import ClassifierCheckpointError, load_classifier, load_ensemble, load_run, member_dirs
 from genflow.classify.protocol import (
     PROTOCOL_RECIPE,
     PROTOCOL_SEEDS,
@@ -35,6 +41,7 @@ __all__ = [
     "ClassifierCheckpointError",
     "load_classifier",
     "load_ensemble",
+    "load_run",
     "member_dirs",
     "TrainedMembers",
     "build_classifier",
@@ -50,6 +57,7 @@ __all__ = [
     "protocol_data",
     "ClassifierReport",
     "evaluate_classifier",
+    "evaluate_run",
     "predict_log_probs",
     "prediction_metrics",
 ]

@@ -22,12 +22,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genflow.classify.loading import load_run
 from genflow.classify.protocol import ProtocolData, protocol_data
 from genflow.data import CORRUPTIONS, ImageTensorDataset
 from genflow.io import write_text_atomic
 from genflow.metrics.calibration import accuracy, brier, ece, fit_temperature, nll, reliability_diagram
 
-__all__ = ["predict_log_probs", "prediction_metrics", "measure_latency", "ClassifierReport", "evaluate_classifier"]
+__all__ = ["predict_log_probs", "prediction_metrics", "measure_latency", "ClassifierReport", "evaluate_classifier",
+           "evaluate_run"]  # fmt: skip
 
 METRIC_COLUMNS = ("acc", "nll", "brier", "ece", "nll_ts", "ece_ts")
 
@@ -138,3 +140,15 @@ def evaluate_classifier(
         write_text_atomic(out / "metrics.json", json.dumps(asdict(report), indent=1))
         report.files += [str(out / "metrics.md"), str(out / "metrics.json")]
     return report
+
+
+def evaluate_run(path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> ClassifierReport:
+    """:func:`evaluate_classifier` on a trained run folder: an ensemble run (``member-<i>/``) or one classifier.
+
+    This is what ``genflow evaluate RUN`` does for a classifier run (files in ``out_dir``, default ``RUN/eval``).
+    """
+    model = load_run(path)
+    kind = f"ensemble of {len(model)}" if hasattr(model, "members") else type(model).__name__
+    out = Path(out_dir) if out_dir is not None else Path(path) / "eval"
+    return evaluate_classifier(model, out, title=f"{Path(path).name} ({kind})")
+

@@ -15,7 +15,7 @@ from genflow.classify.base import CLASSIFIERS, Classifier
 from genflow.classify.ensemble import Ensemble
 from genflow.train.checkpoint import CheckpointError, load_checkpoint
 
-__all__ = ["ClassifierCheckpointError", "load_classifier", "load_ensemble", "member_dir", "member_dirs"]
+__all__ = ["ClassifierCheckpointError", "load_classifier", "load_ensemble", "load_run", "member_dir", "member_dirs"]
 
 _MEMBER = re.compile(r"member-(\d+)")
 
@@ -93,3 +93,15 @@ def load_ensemble(
         )
     members = [load_classifier(folder, num_classes=num_classes, ema=ema) for folder in folders]
     return Ensemble(members, combine=combine).eval()
+
+
+def load_run(path: str | os.PathLike[str], *, num_classes: int | None = None) -> Classifier | Ensemble:
+    """An ensemble run (``member-<i>/`` folders) as an :class:`Ensemble`, any other run as one classifier.
+
+    Raises:
+        CheckpointError / ClassifierCheckpointError: as :func:`load_classifier` and :func:`load_ensemble`.
+    """
+    if member_dirs(path):
+        return load_ensemble(path, num_classes=num_classes)
+    return load_classifier(path, num_classes=num_classes)
+

@@ -10,8 +10,10 @@ from genflow.classify import (
     CifarResNet,
     build_classifier,
     digits_protocol,
+    evaluate_run,
     load_classifier,
     load_ensemble,
+    load_run,
     stratified_subset,
     train_members,
     train_recipe,
@@ -50,6 +52,7 @@ def test_members_are_checkpointed_validated_and_reloaded(tmp_path, data):
                             trainer=TRAINER)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["member-0", "member-1"]
     reloaded = load_ensemble(tmp_path)
+    assert len(load_run(tmp_path)) == 2 and isinstance(load_run(tmp_path / "member-0"), CifarResNet)
     x = val.images[:32]
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x), trained.ensemble(x))
@@ -90,6 +93,8 @@ def test_classifier_recipe_trains_into_its_run_folder(tmp_path):
     trained = train_recipe(recipe, out_dir=tmp_path, progress=False)
     assert yaml.safe_load((tmp_path / "recipe.yaml").read_text())["trainer"]["steps"] == 3
     model = load_classifier(tmp_path, num_classes=10)
+    report = evaluate_run(tmp_path)
+    assert (tmp_path / "eval" / "metrics.md").is_file() and report.rows[0]["set"] == "clean"
     x = torch.rand(3, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(model(x), trained.ensemble.members[0](x))
