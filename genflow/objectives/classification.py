@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genflow.errors import ConfigError, ShapeError
+from genflow.metrics.calibration import check_labels
 from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.random import require_generator
 
@@ -100,18 +101,29 @@ class CrossEntropy(Objective):
         if x.ndim != 4 or labels.shape != x.shape[:1]:
             raise ShapeError(f"cross_entropy expects x (n, C, H, W) and label (n,); got {tuple(x.shape)} and "
                              f"{tuple(labels.shape)}")  # fmt: skip
-        return x, labels.long()
+        return x, labels
+
+    @staticmethod
+    def _logits(model: torch.nn.Module, x: Tensor, labels: Tensor) -> Tensor:
+        logits = model(x)
+        check_labels(labels, logits.shape[0], logits.shape[-1])  # one host sync: a typed error, not an IndexError
+        return logits
 
     def loss(self, model: torch.nn.Module, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
-        """Mean cross-entropy on the batch's images cropped at ``draws["offsets"]``."""
+        """Mean cross-entropy on the batch's images cropped at ``draws["offsets"]``.
+
+        Raises:
+            ShapeError: a missing field or mismatched shapes.
+            LabelError: a label outside ``[0, num_classes)``.
+        """
         x, labels = self._batch(batch)
         x = random_crop(x, draws["offsets"], self.pad, draws.get("flips"))
-        return F.cross_entropy(model(x), labels, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(self._logits(model, x, labels), labels, label_smoothing=self.label_smoothing)
 
     def metrics(self, model: torch.nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Per-example ``accuracy`` (0 or 1) and ``nll`` (no smoothing, no augmentation), each ``(n,)``."""
         x, labels = self._batch(batch)
-        logits = model(x)
+        logits = self._logits(model, x, labels)
         return {
             "accuracy": (logits.argmax(1) == labels).to(logits.dtype),
             "nll": F.cross_entropy(logits, labels, reduction="none"),

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from genflow.classify import CifarResNet
-from genflow.errors import ConfigError, GeneratorRequiredError, ShapeError
+from genflow.errors import ConfigError, DTypeError, GeneratorRequiredError, LabelError, ShapeError
 from genflow.objectives import OBJECTIVES, CrossEntropy
 from genflow.objectives.classification import random_crop
 from tests.classify.builders import images, perturb_
@@ -71,3 +71,9 @@ def test_registered_fields_config_and_errors():
     model = CifarResNet(width=4)
     with pytest.raises(ShapeError, match="missing"):
         CrossEntropy().loss(model, {"x": torch.rand(2, 1, 8, 8)}, {"offsets": torch.ones(2, 2, dtype=torch.long)})
+    offsets = {"offsets": torch.ones(2, 2, dtype=torch.long)}
+    with pytest.raises(LabelError, match=r"\[0, 10\).*\[3, 12\]"):
+        CrossEntropy().loss(model, {"x": torch.rand(2, 1, 8, 8), "label": torch.tensor([3, 12])}, offsets)
+    with pytest.raises(DTypeError, match="integer"):
+        CrossEntropy().metrics(model, {"x": torch.rand(2, 1, 8, 8), "label": torch.tensor([0.0, 1.0])})
+

@@ -113,3 +113,18 @@ def test_protocol_smoke_run():
     assert len(result.ensemble) == 2 and len(result.seconds) == 2 and result.seed == 1
     assert result.config["seed"] == 1000 and result.config["data"]["per_class"] == 50
     assert len(result.data.test) == 368 and len(result.data.shifted_pooled()) == 12 * 368
+
+
+def test_every_shipped_classifier_recipe_loads_its_parts():
+    from genflow.classify import CLASSIFIERS
+    from genflow.objectives import OBJECTIVES
+    from genflow.recipe import recipe_names
+
+    names = [n for n in recipe_names() if load_recipe(n).config["model"]["name"] in CLASSIFIERS]
+    assert {"digits_classifier", "digits_ensemble"} <= set(names)
+    for name in names:
+        config = load_recipe(name).config
+        model = CLASSIFIERS.from_config(config["model"])
+        assert "label" in OBJECTIVES.from_config(config["objective"]).fields
+        train = classification_data(config["data"])
+        assert train.images.shape[1:] == (model.in_chans, model.image_size, model.image_size)
