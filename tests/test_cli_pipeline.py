@@ -36,7 +36,7 @@ def test_overrides_and_errors(tmp_path):
         apply_overrides({}, ["steps"])
     with pytest.raises(ConfigError, match="'nope' is not a section"):
         apply_overrides({"trainer": {}}, ["nope.steps=1"])
-    with pytest.raises(ConfigError, match="unknown recipe 'nope'; shipped recipes: digits_dit"):
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'; shipped recipes: .*digits_dit"):
         load_recipe("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {name: digits}\n")
