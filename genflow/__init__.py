@@ -5,8 +5,20 @@ One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 
 from genflow import classify, data, errors, metrics, objectives, train
 from genflow.data import load_dataset, load_digits_split, toy2d
+from genflow.exit import (
+    EXIT_POLICIES,
+    CalibratedExit,
+    EarlyExitModel,
+    ExitPolicy,
+    FullExit,
+    LinearExit,
+    StaircaseExit,
+    TableExit,
+)
 from genflow.model import MODELS, DiT, EnergyScoreModel, MLPScoreNet, ScoreModel, UViT, count_flops
 from genflow.objectives import OBJECTIVES, DenoisingScoreMatching, FlowMatching, Objective
+from genflow.objectives.early_exit import EarlyExitDSM, freeze_time_embedding
+from genflow.objectives.reflow import Reflow, SequentialReflow
 from genflow.process import (
     PARAMETERIZATIONS,
     PROCESSES,
@@ -19,6 +31,15 @@ from genflow.process import (
     VPProcess,
 )
 from genflow.recipe import load_recipe
+from genflow.reflow import (
+    PairDataset,
+    PairGenerator,
+    SegmentConditionedModel,
+    SegmentEuler,
+    SegmentGrid,
+    SegmentHeun,
+    SegmentSpec,
+)
 from genflow.registry import Registry
 from genflow.sampling import ModelDenoiser, SampleOutput, Sampler
 from genflow.solver import (
@@ -116,5 +137,25 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "EXIT_POLICIES",
+    "ExitPolicy",
+    "FullExit",
+    "StaircaseExit",
+    "LinearExit",
+    "TableExit",
+    "CalibratedExit",
+    "EarlyExitModel",
+    "EarlyExitDSM",
+    "freeze_time_embedding",
+    "reflow",
+    "Reflow",
+    "SequentialReflow",
+    "PairGenerator",
+    "PairDataset",
+    "SegmentSpec",
+    "SegmentGrid",
+    "SegmentConditionedModel",
+    "SegmentEuler",
+    "SegmentHeun",
     "classify",
 ]

@@ -28,6 +28,7 @@ from genflow.metrics.fidelity import agreement, deep_ensemble_equivalent, disagr
 from genflow.metrics.frechet import frechet_distance, frechet_distance_from_statistics, gaussian_statistics
 from genflow.metrics.inception import inception_fid
 from genflow.metrics.mmd import gaussian_mmd2, median_bandwidth
+from genflow.metrics.straightness import chord_deviation, straightness
 
 __all__ = [
     "sliced_wasserstein",
@@ -45,6 +46,8 @@ __all__ = [
     "digits_features",
     "digits_fd",
     "digits_fd_floor",
+    "straightness",
+    "chord_deviation",
     "accuracy",
     "nll",
     "brier",
