@@ -21,6 +21,8 @@ __all__ = [
     "ConfigError",
     "ParameterizationError",
     "GeneratorRequiredError",
+    "ProbabilityError",
+    "LabelError",
 ]
 
 
@@ -78,3 +80,11 @@ class ParameterizationError(GenflowError, ValueError):
 
 class GeneratorRequiredError(GenflowError, TypeError):
     """A random draw was asked for without an explicit ``torch.Generator`` (no hidden global RNG)."""
+
+
+class ProbabilityError(GenflowError, ValueError):
+    """A predictive distribution is not one: negative entries, rows that do not sum to 1, or non-finite values."""
+
+
+class LabelError(GenflowError, ValueError):
+    """Class labels are not integers in ``[0, num_classes)``."""

@@ -20,6 +20,8 @@ TINY = ["trainer.steps=6", "trainer.batch_size=16", "trainer.checkpoint_every=3"
 def test_shipped_recipes_build():
     assert {"digits_dit", "digits_flow"} <= set(recipe_names())
     for name in recipe_names():
+        if load_recipe(name).config["model"]["name"] in gf.classify.CLASSIFIERS:
+            continue  # classifier recipes train through genflow.classify.train_recipe (tests/classify)
         parts = build(load_recipe(name, TINY))
         assert isinstance(parts.process, gf.GaussianProcess) and isinstance(parts.model, gf.ScoreModel)
         assert len(parts.dataset) == 1253
@@ -34,7 +36,7 @@ def test_overrides_and_errors(tmp_path):
         apply_overrides({}, ["steps"])
     with pytest.raises(ConfigError, match="'nope' is not a section"):
         apply_overrides({"trainer": {}}, ["nope.steps=1"])
-    with pytest.raises(ConfigError, match="unknown recipe 'nope'; shipped recipes: digits_dit"):
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'; shipped recipes: .*digits_dit"):
         load_recipe("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {name: digits}\n")
