@@ -21,6 +21,8 @@ __all__ = [
     "ConfigError",
     "ParameterizationError",
     "GeneratorRequiredError",
+    "UnknownArgumentError",
+    "MissingArgumentError",
 ]
 
 
@@ -78,3 +80,12 @@ class ParameterizationError(GenflowError, ValueError):
 
 class GeneratorRequiredError(GenflowError, TypeError):
     """A random draw was asked for without an explicit ``torch.Generator`` (no hidden global RNG)."""
+
+
+class UnknownArgumentError(ConfigError, TypeError):
+    """A component, loader or recipe section got a keyword it does not accept; the message names the
+    keyword and lists the accepted ones."""
+
+
+class MissingArgumentError(ConfigError, TypeError):
+    """A component, loader or recipe section lacks a required argument; the message names it."""

@@ -56,7 +56,7 @@ def test_train_sample_evaluate_commands(tmp_path, capsys):
                  "--n", "8", "--out", str(grid), "--save", str(saved)]) == 0  # fmt: skip
     assert grid.read_bytes()[:4] == b"\x89PNG" and saved.exists()
     result = tmp_path / "eval.json"
-    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 3}]', "--n", "16",
+    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 3}]', "--n", "65",
                  "--out", str(result)]) == 0  # fmt: skip
     data = json.loads(result.read_text())
     assert data["checkpoint_step"] == 6 and data["rows"][0]["NFE"] == 3 and data["floor"] > 0
@@ -66,7 +66,7 @@ def test_train_sample_evaluate_commands(tmp_path, capsys):
 
 
 def test_demo_writes_report_with_table_and_grid(tmp_path):
-    overrides = [f"--override={o}" for o in [*TINY, "sample.n=32"]]
+    overrides = [f"--override={o}" for o in [*TINY, "sample.n=65"]]
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress", *overrides]) == 0
     report = (tmp_path / "report.md").read_text()
     for solver in ("| ddpm |", "| ddim |", "| dpm_solver_pp(order=2) |", "| dopri5(rtol=0.001, atol=0.001) |"):

@@ -48,6 +48,8 @@ class DenoisingScoreMatching(Objective):
         ConfigError: unknown weighting or an empty time range.
     """
 
+    config_components = {"process": "process"}  # from_config rebuilds it; pipelines pass the recipe's process
+
     def __init__(
         self,
         process: GaussianProcess | dict | str = "vp",
