@@ -40,7 +40,7 @@ def _json_argument(text: str, flag: str, kind: type) -> Any:
     except json.JSONDecodeError as err:
         raise ConfigError(f"{flag} is not valid JSON ({err}); got {text!r}") from None
     if not isinstance(value, kind):
-        expected = "an object {...}" if kind is dict else "a list [...]"
+        expected = "object {...}" if kind is dict else "list [...]"
         raise ConfigError(f"{flag} must be a JSON {expected}; got {type(value).__name__} {text!r}")
     return value
 
@@ -266,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_plugins([*(args.plugin or []), *(args.command_plugins or [])])
         return args.func(args)
     except GenflowError as err:  # bad input: a short message, not a traceback
-        print(f"genflow {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message holds (e.g. a YAML error's context)
+        print(f"genflow {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"genflow {args.command}: {_interrupted(args)}", file=sys.stderr)

@@ -14,9 +14,7 @@ Trainer, the checkpoint it resumes; only then is the resolved recipe written
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +33,11 @@ from genflow.outputs import check_writable_folder
 from genflow.plugins import import_plugins
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess
-from genflow.recipe import Recipe, check_solver_spec, read_recipe_text
+from genflow.recipe import Recipe, check_solver_spec
+from genflow.runs import RECIPE_FILE, check_resumable, checkpoint_step, initialize_from, run_recipe
 from genflow.sampling import SampleOutput, Sampler
 from genflow.solver.base import SOLVERS, Solver
-from genflow.train.checkpoint import STATE, CheckpointError, latest_checkpoint, load_checkpoint
+from genflow.train.checkpoint import load_checkpoint
 from genflow.train.trainer import Trainer
 
 __all__ = [
@@ -53,50 +52,6 @@ __all__ = [
     "checkpoint_step",
     "initialize_from",
 ]
-
-RECIPE_FILE = "recipe.yaml"
-STEP_FOLDER = re.compile(r"step-(\d+)")
-
-
-def run_recipe(path: str | Path) -> dict[str, Any] | None:
-    """The resolved recipe saved beside a run's checkpoints (``path`` = run or step folder), if any.
-
-    Raises:
-        ConfigError: the saved ``recipe.yaml`` is not valid YAML or not a valid recipe.
-    """
-    path = Path(path)
-    for folder in (path, path.parent):
-        if (folder / RECIPE_FILE).is_file():
-            return read_recipe_text((folder / RECIPE_FILE).read_text(), str(folder / RECIPE_FILE))
-    return None
-
-
-def checkpoint_step(path: str | Path) -> int:
-    """The step of the checkpoint at ``path`` (a ``step-N`` folder, or a run folder: its latest).
-
-    Raises:
-        CheckpointError: no checkpoint there, a checkpoint folder not named ``step-N``, or a
-            ``state.json`` whose ``step`` is missing, not an integer or not ``N``.
-    """
-    path = Path(path)
-    folder = path if (path / STATE).is_file() else latest_checkpoint(path)
-    if folder is None:
-        raise CheckpointError(f"no checkpoint found at {path} (expected a step-XXXXXXXX folder or a run folder)")
-    match = STEP_FOLDER.fullmatch(folder.name)
-    if match is None:
-        raise CheckpointError(f"{folder}: a checkpoint folder is named step-XXXXXXXX; got {folder.name!r}")
-    try:
-        state = json.loads((folder / STATE).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{folder / STATE} cannot be read as JSON: {err}") from None
-    step = state.get("step") if isinstance(state, dict) else None
-    if not isinstance(step, int) or isinstance(step, bool) or step != int(match.group(1)):
-        raise CheckpointError(
-            f"{folder / STATE}: expected 'step' to be the integer {int(match.group(1))} of the folder name; "
-            f"got {step!r}"
-        )
-    return step
-
 
 @dataclass
 class Components:
@@ -166,39 +121,6 @@ def build(recipe: Recipe) -> Components:
     )
 
 
-def initialize_from(model: torch.nn.Module, spec: str | dict[str, Any]) -> None:
-    """Load a checkpoint's weights (``spec`` = path, or ``{path, ema}``) into ``model`` (the recipe's ``init_from``).
-
-    Raises:
-        CheckpointError: no checkpoint there.
-        ConfigError: no EMA weights when ``ema`` is asked for, or weights that do not fit the model (the
-            message names the missing, unexpected and mismatched keys).
-    """
-    path, ema = (spec, False) if isinstance(spec, str) else (spec["path"], bool(spec.get("ema", False)))
-    ckpt = load_checkpoint(path)
-    if ema and not ckpt.ema:
-        raise ConfigError(f"init_from {path}: the checkpoint has no EMA weights; set ema: false")
-    weights = ckpt.ema if ema else ckpt.model
-    own = model.state_dict()
-    problems = {
-        "missing": sorted(set(own) - set(weights)),
-        "unexpected": sorted(set(weights) - set(own)),
-        "of another shape": sorted(
-            f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
-            for k in set(own) & set(weights)
-            if weights[k].shape != own[k].shape
-        ),
-    }
-    found = {kind: keys for kind, keys in problems.items() if keys}
-    if found:
-        details = "; ".join(
-            f"{len(keys)} {kind} key(s): {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
-            for kind, keys in found.items()
-        )
-        raise ConfigError(f"init_from {path}: the weights do not fit the recipe's model ({details})")
-    model.load_state_dict(weights)
-
-
 def _trainer_accepts(name: str) -> bool:
     # TODO(merge): the trainer branch adds Trainer(tensorboard=, run_info=); until it lands this guard keeps the
     # pipeline working with the Trainer of main. Remove it once every Trainer takes both.
@@ -241,6 +163,8 @@ def train(
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         check_writable_folder(out, "out_dir")
+    if resume:
+        check_resumable(out, parts.model, parts.objective, parts.process)
     trainer = Trainer(parts.model, parts.objective, out_dir=out, seed=recipe.seed, progress=progress, **settings)
     written = False
 
