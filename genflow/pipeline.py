@@ -121,10 +121,24 @@ def build(recipe: Recipe) -> Components:
     )
 
 
-def _trainer_accepts(name: str) -> bool:
-    # TODO(merge): the trainer branch adds Trainer(tensorboard=, run_info=); until it lands this guard keeps the
-    # pipeline working with the Trainer of main. Remove it once every Trainer takes both.
-    return name in inspect.signature(Trainer).parameters
+def _trainer_settings(recipe: Recipe, tensorboard: bool | None) -> dict[str, Any]:
+    """The Trainer's keyword arguments: the recipe's ``trainer`` section, ``--tensorboard`` and the run's info.
+
+    A key this genflow's Trainer does not take is refused (a false or null one is dropped).
+    """
+    # TODO(merge): the trainer branch's Trainer takes tensorboard=, run_info=, skip_nonfinite= and no longer
+    # conditional=; until both branches meet, keys are matched against the Trainer at hand.
+    accepted = inspect.signature(Trainer).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())  # it checks the keys itself
+    settings = dict(recipe.config["trainer"])
+    if tensorboard is not None:
+        settings["tensorboard"] = tensorboard
+    for key in [k for k in settings if not takes_any and k not in accepted]:
+        if settings.pop(key) not in (False, None):
+            raise ConfigError(f"trainer.{key} is not supported by this genflow's Trainer")
+    if "run_info" in accepted:  # recorded in every checkpoint's state.json under "run"
+        settings["run_info"] = {"data": recipe.config["data"], "init_from": recipe.config.get("init_from")}
+    return settings
 
 
 def train(
@@ -149,23 +163,21 @@ def train(
         ConfigError: an invalid recipe, ``init_from`` or ``out_dir``; the Trainer's own errors.
     """
     parts = build(recipe) if parts is None else parts
-    if "init_from" in recipe.config:
-        initialize_from(parts.model, recipe.config["init_from"])
+    init = recipe.config.get("init_from")
+    trainer_loads = hasattr(Trainer, "initialize_from")  # TODO(merge): the trainer branch's Trainer loads it
+    if init is not None and not trainer_loads:
+        initialize_from(parts.model, init)
     out = Path(out_dir if out_dir is not None else recipe.config.get("out_dir", "runs/train"))
-    settings = dict(recipe.config["trainer"])
-    if tensorboard is not None:
-        settings["tensorboard"] = tensorboard
-    if "tensorboard" in settings and not _trainer_accepts("tensorboard"):
-        if settings.pop("tensorboard"):
-            raise ConfigError("this genflow's Trainer does not support tensorboard yet")
-    if _trainer_accepts("run_info"):
-        settings["run_info"] = {"data": recipe.config["data"], "init_from": recipe.config.get("init_from")}
+    settings = _trainer_settings(recipe, tensorboard)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         check_writable_folder(out, "out_dir")
     if resume:
         check_resumable(out, parts.model, parts.objective, parts.process)
     trainer = Trainer(parts.model, parts.objective, out_dir=out, seed=recipe.seed, progress=progress, **settings)
+    if init is not None and trainer_loads:
+        path, ema = (init, False) if isinstance(init, str) else (init["path"], bool(init.get("ema", False)))
+        trainer.initialize_from(path, ema=ema)
     written = False
 
     def write_recipe(*_: Any) -> None:  # after the restore, before the first step's checkpoint can exist

@@ -138,6 +138,7 @@ TRAINER_KEYS: dict[str, Check] = {
     "log_every": integer(1),
     "conditional": boolean,
     "tensorboard": boolean,
+    "skip_nonfinite": boolean,
 }
 
 
