@@ -136,7 +136,6 @@ TRAINER_KEYS: dict[str, Check] = {
     "checkpoint_every": integer(0),
     "keep_last": integer(1),
     "log_every": integer(1),
-    "conditional": boolean,
     "tensorboard": boolean,
     "skip_nonfinite": boolean,
 }
