@@ -137,17 +137,22 @@ def _model_outputs(model: gf.ScoreModel, clone: gf.ScoreModel) -> list[torch.Ten
 
 
 def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
+    conditional = objective.to_config().get("cond_field") is not None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = gf.MLPScoreNet(dim=2, hidden_size=8, depth=2, parameterization="velocity")
-    x, _ = _batch(5)
+        if conditional:  # a model that takes labels
+            model = gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=1, num_heads=2, num_classes=3,
+                           parameterization="velocity")  # fmt: skip
+        else:
+            model = gf.MLPScoreNet(dim=2, hidden_size=8, depth=2, parameterization="velocity")
+    x, _ = _batch(5, (1, 2, 2) if conditional else (2,))
     g = torch.Generator().manual_seed(6)
     if hasattr(type(objective), "fields"):  # the named-batch Objective API
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
         draws = objective.draw(len(x), {k: tuple(v.shape[1:]) for k, v in batch.items()}, g, dtype=x.dtype,
                                device="cpu")  # fmt: skip
         return [objective.loss(model, batch, draws)]
-    draws = objective.draw(len(x), (2,), g, dtype=x.dtype, device="cpu")
+    draws = objective.draw(len(x), tuple(x.shape[1:]), g, dtype=x.dtype, device="cpu")
     return [objective.loss(model, x, None, draws)]
 
 
