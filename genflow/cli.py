@@ -1,141 +1,58 @@
 """The ``genflow`` command: ``train``, ``sample``, ``evaluate`` and ``demo``.
 
-``genflow demo`` is the main job: it trains a small DiT with denoising score
-matching on scikit-learn's bundled 8x8 digits, samples it with DDPM, DDIM,
-DPM-Solver++ and an adaptive ODE solver, measures digits FD against the real
-test split (next to the real-vs-real floor) and writes ``runs/demo/report.md``
-with a sample grid. It also re-checks the samplers on an analytic Gaussian
-mixture whose score is exact.
+Bad input never reaches the user as a traceback: every error genflow raises on
+purpose prints one line ``genflow COMMAND: error: ...`` and exits with 2; Ctrl-C
+exits with 130 after saying where the last checkpoint is. Everything a command
+needs (recipe, solver specs, sample counts, output paths) is checked before it
+trains or samples, so no work is lost to a bad argument found at the end.
+``--plugin MODULE`` (repeatable) imports user code first, so components it
+registers can be named in recipes and on the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from genflow.demo import check_fd_sample_count, evaluate_digits, run_demo, save_grid
+from genflow.errors import ConfigError, GenflowError
+from genflow.outputs import check_writable_file
 
-from genflow.errors import GenflowError
+__all__ = ["main", "build_parser", "EXIT_ERROR", "EXIT_INTERRUPTED"]
 
-__all__ = ["main", "build_parser"]
-
-DEMO = ["trainer.steps=4000", "trainer.checkpoint_every=1000"]  # the recipe's 12000 steps take about 8 minutes
-QUICK_DEMO = ["trainer.steps=600", "trainer.checkpoint_every=300", "trainer.warmup_steps=50", "trainer.log_every=50"]
+EXIT_ERROR = 2  # bad input or a refused action: one line on stderr
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def _save_grid(samples: torch.Tensor, path: Path, *, value_range: tuple[float, float] = (-1.0, 1.0), ncol: int = 16):
-    """Save images ``(n, C, H, W)`` (C = 1 or 3) as a PNG grid, or 2-D points as a scatter plot, atomically."""
-    import matplotlib
+def _json_argument(text: str, flag: str, kind: type) -> Any:
+    """Parse a JSON command-line value of the given kind (dict or list).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from genflow.io import atomic_path
-
-    x = samples.detach().float().cpu()
-    if x.ndim == 2 and x.shape[1] == 2:
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2)
-        ax.set_aspect("equal")
-    else:
-        lo, hi = value_range
-        x = ((x - lo) / (hi - lo)).clamp(0, 1)
-        n = min(x.shape[0], ncol * 8)
-        rows = (n + ncol - 1) // ncol
-        fig, axes = plt.subplots(rows, ncol, figsize=(ncol * 0.5, rows * 0.5))
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < n:
-                img = x[i].permute(1, 2, 0).squeeze(-1)
-                ax.imshow(img.numpy(), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, top=1, bottom=0)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    Raises:
+        ConfigError: not JSON, or JSON of another kind.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{flag} is not valid JSON ({err}); got {text!r}") from None
+    if not isinstance(value, kind):
+        expected = "object {...}" if kind is dict else "list [...]"
+        raise ConfigError(f"{flag} must be a JSON {expected}; got {type(value).__name__} {text!r}")
+    return value
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    return lines
+def _import_run_plugins(checkpoint: str) -> None:
+    """Import the plugins the run's saved recipe names (its model may be a plugin's)."""
+    from genflow.pipeline import run_recipe
+    from genflow.plugins import import_plugins
 
-
-def _evaluate_digits(process, model, solvers, n, seed, batch_size) -> list[dict[str, Any]]:
-    """Sample with each solver spec and measure digits FD against the test split."""
-    from genflow.metrics import digits_fd, load_digits_feature_net
-    from genflow.pipeline import sample_with, solver_label
-
-    net = load_digits_feature_net()  # loaded once for every solver
-    rows = []
-    for spec in solvers:
-        out = sample_with(process, model, spec, n, seed=seed, batch_size=batch_size)
-        fd = digits_fd(out.samples.clamp(-1, 1), reference="test", value_range="generation", net=net)
-        rows.append(
-            {"solver": solver_label(spec), "steps": spec["steps"], "NFE": out.nfe,
-             "seconds": round(out.seconds, 2), "digits FD": round(fd, 2), "_samples": out.samples}
-        )  # fmt: skip
-        print(f"{rows[-1]['solver']:40s} NFE {out.nfe:4d}  {out.seconds:6.2f} s  digits FD {fd:8.2f}", flush=True)
-    return rows
-
-
-# -------------------------------------------------------------------------------------- commands
-def _cmd_train(args: argparse.Namespace) -> int:
-    from genflow.pipeline import train
-    from genflow.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    trainer = train(recipe, out_dir=args.out, progress=not args.no_progress)
-    print(f"trained {trainer.step} steps; checkpoints in {trainer.out_dir}")
-    return 0
-
-
-def _cmd_sample(args: argparse.Namespace) -> int:
-    from genflow.io import atomic_path
-    from genflow.pipeline import load_trained, sample_with
-
-    process, model = load_trained(args.checkpoint)
-    spec = {"name": args.solver, "steps": args.steps, **json.loads(args.solver_args)}
-    out = sample_with(process, model, spec, args.n, seed=args.seed, batch_size=args.batch_size)
-    print(f"{args.n} samples, NFE {out.nfe}, {out.seconds:.2f} s")
-    if args.out:
-        _save_grid(out.samples, Path(args.out))
-        print(f"grid written to {args.out}")
-    if args.save:
-        from safetensors.torch import save_file
-
-        with atomic_path(args.save) as tmp:
-            save_file({"samples": out.samples.contiguous()}, str(tmp))
-        print(f"samples written to {args.save}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from genflow.io import write_text_atomic
-    from genflow.metrics import digits_fd_floor
-    from genflow.pipeline import load_trained
-    from genflow.train import latest_checkpoint
-
-    process, model = load_trained(args.checkpoint)
-    folder = Path(args.checkpoint)
-    step = int((folder if folder.name.startswith("step-") else latest_checkpoint(folder)).name.split("-")[1])
-    solvers = json.loads(args.solvers) if args.solvers else _default_solvers(args.checkpoint)
-    rows = _evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
-    floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed))
-    print(f"real-vs-real floor (train vs test, {args.n} images): {floor:.2f}")
-    result = {"checkpoint_step": step, "n": args.n, "floor": floor,
-              "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}  # fmt: skip
-    if args.out:
-        write_text_atomic(args.out, json.dumps(result, indent=1))
-        print(f"results written to {args.out}")
-    return 0
+    recipe = run_recipe(checkpoint)
+    if recipe is not None:
+        import_plugins(recipe.get("plugins", []))
 
 
 def _default_solvers(checkpoint: str) -> list[dict[str, Any]]:
@@ -147,90 +64,91 @@ def _default_solvers(checkpoint: str) -> list[dict[str, Any]]:
     return recipe["sample"]["solvers"]
 
 
-def _analytic_section(seed: int, n: int) -> list[str]:
-    """The samplers on a 2-D Gaussian mixture with its exact score: a check of the core, not of training."""
-    import genflow as gf
-    from genflow.metrics import sliced_wasserstein
-    from genflow.testing import GaussianMixture, GaussianMixtureScore
-
-    mixture = GaussianMixture.isotropic(
-        [0.2, 0.3, 0.5], torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]]), [0.4, 0.6, 0.3]
-    )
-    process = gf.VPProcess()
-    model = GaussianMixtureScore(mixture, process, parameterization="eps")
-    rows = []
-    for name, kwargs, steps in [("ddpm", {}, 100), ("ddim", {}, 50), ("dpm_solver_pp", {"order": 2}, 20)]:
-        out = gf.Sampler(process, model, gf.SOLVERS.create(name, **kwargs)).sample(
-            (n, 2), steps, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
-        )
-        exact, _ = mixture.at(process, float(out.ts[-1])).sample(n, torch.Generator().manual_seed(seed + 1))
-        sw = float(sliced_wasserstein(out.samples, exact, generator=torch.Generator().manual_seed(0)))
-        rows.append(
-            {"solver": name + (f"(order={kwargs['order']})" if kwargs else ""), "NFE": out.nfe, "SW2": f"{sw:.4f}"}
-        )
-    a, _ = mixture.sample(n, torch.Generator().manual_seed(seed + 2))
-    b, _ = mixture.sample(n, torch.Generator().manual_seed(seed + 3))
-    floor = float(sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(0)))
-    return [
-        "## Core check: exact score of a 2-D Gaussian mixture",
-        "",
-        f"Sliced 2-Wasserstein distance to exact samples ({n} each); exact-vs-exact floor {floor:.4f}.",
-        "",
-        *_table(rows, ["solver", "NFE", "SW2"]),
-    ]
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from genflow.io import write_text_atomic
-    from genflow.metrics import digits_fd_floor
-    from genflow.pipeline import load_trained, train
+# -------------------------------------------------------------------------------------- commands
+def _cmd_train(args: argparse.Namespace) -> int:
+    from genflow.pipeline import train
     from genflow.recipe import load_recipe
 
-    start = time.perf_counter()
-    out_dir = Path(args.out)
-    run_dir = out_dir / "train"
-    if not args.resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    recipe = load_recipe("digits_dit", [*(QUICK_DEMO if args.quick else DEMO), f"seed={args.seed}", *args.override])
-    print(
-        f"training {recipe.config['model']['name']} on digits for {recipe.config['trainer']['steps']} steps", flush=True
+    recipe = load_recipe(args.recipe, args.overrides)
+    args.run_dir = Path(args.out if args.out is not None else recipe.config.get("out_dir", "runs/train"))
+    trainer = train(
+        recipe, out_dir=args.run_dir, progress=not args.no_progress, tensorboard=True if args.tensorboard else None
     )
-    trainer = train(recipe, out_dir=run_dir, progress=not args.no_progress)
-    train_seconds = time.perf_counter() - start
-    process, model = load_trained(run_dir)
-    sample_cfg = recipe.config["sample"]
-    rows = _evaluate_digits(process, model, sample_cfg["solvers"], sample_cfg["n"], args.seed, sample_cfg["batch_size"])
-    floor = digits_fd_floor(sample_cfg["n"], generator=torch.Generator().manual_seed(args.seed))
-    best = min(rows, key=lambda r: r["digits FD"])
-    _save_grid(best["_samples"], out_dir / "samples.png")
-    last_loss = trainer.step and json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
-    lines = [
-        "# genflow demo: a DiT on the bundled 8x8 digits",
-        "",
-        f"Recipe `digits_dit`{' (--quick)' if args.quick else ''}: {trainer.step} steps of denoising score matching "
-        f"({recipe.config['process']['name']} process, {recipe.config['model']['parameterization']}-prediction "
-        f"{recipe.config['model']['name']}), batch {recipe.config['trainer']['batch_size']}, EMA weights; "
-        f"final training loss {last_loss:.4f}; training took {train_seconds:.0f} s.",
-        "",
-        f"Digits FD: Frechet distance in the features of genflow's shipped digits classifier between "
-        f"{sample_cfg['n']} samples and the real test split. Real-vs-real floor ({sample_cfg['n']} real train digits "
-        f"against the same test split): **{floor:.2f}**. Lower is better; the floor is what real data scores "
-        "(at this sample count it varies by about +-30% between subsets; see docs/benchmarks/digits_fd_vs_nfe.md).",
-        "",
-        *_table(rows, ["solver", "steps", "NFE", "seconds", "digits FD"]),
-        "",
-        f"Samples from the best row ({best['solver']}):",
-        "",
-        "![samples](samples.png)",
-        "",
-        *_analytic_section(args.seed, 1000 if args.quick else 4000),
-        "",
-        f"Command: `genflow demo{' --quick' if args.quick else ''} --seed {args.seed}"
-        f"{''.join(f' --override {o}' for o in args.override)}`; "
-        f"total {time.perf_counter() - start:.0f} s.",
-    ]
-    write_text_atomic(out_dir / "report.md", "\n".join(lines) + "\n")
-    print(f"real-vs-real floor {floor:.2f}\nreport written to {out_dir / 'report.md'}")
+    print(f"trained {trainer.step} steps; checkpoints in {trainer.out_dir}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from genflow.io import atomic_path
+    from genflow.pipeline import checkpoint_step, load_trained, sample_with, solver_from
+
+    extra = _json_argument(args.solver_args, "--solver-args", dict)
+    for key in ("name", "steps"):
+        if key in extra:
+            raise ConfigError(f"--solver-args must not set {key!r}; use --{'solver' if key == 'name' else key}")
+    spec = {"name": args.solver, "steps": args.steps, **extra}
+    solver_from(spec)  # an unknown solver or argument is refused before any work
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1; got {args.n}")
+    for flag, path in (("--out", args.out), ("--save", args.save)):
+        if path:
+            check_writable_file(path, flag)
+    _import_run_plugins(args.checkpoint)
+    checkpoint_step(args.checkpoint)
+    process, model = load_trained(args.checkpoint)
+    out = sample_with(process, model, spec, args.n, seed=args.seed, batch_size=args.batch_size)
+    print(f"{args.n} samples, NFE {out.nfe}, {out.seconds:.2f} s")
+    failures = []
+    if args.save:  # each output is written on its own: one failing does not lose the other
+        try:
+            from safetensors.torch import save_file
+
+            with atomic_path(args.save) as tmp:
+                save_file({"samples": out.samples.contiguous()}, str(tmp))
+            print(f"samples written to {args.save}")
+        except OSError as err:
+            failures.append(f"--save {args.save}: {err}")
+    if args.out:
+        try:
+            save_grid(out.samples, Path(args.out))
+            print(f"grid written to {args.out}")
+        except OSError as err:
+            failures.append(f"--out {args.out}: {err}")
+    if failures:
+        raise ConfigError("could not write " + "; ".join(failures))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from genflow.io import write_text_atomic
+    from genflow.metrics import digits_fd_floor
+    from genflow.pipeline import checkpoint_step, load_trained, solver_from
+    from genflow.recipe import check_solver_spec
+
+    check_fd_sample_count(args.n, "--n")
+    if args.solvers:
+        solvers = _json_argument(args.solvers, "--solvers", list)
+        for i, spec in enumerate(solvers):
+            check_solver_spec(spec, f"--solvers[{i}]")
+    else:
+        solvers = _default_solvers(args.checkpoint)
+    for spec in solvers:
+        solver_from(spec)
+    if args.out:
+        check_writable_file(args.out, "--out")
+    _import_run_plugins(args.checkpoint)
+    step = checkpoint_step(args.checkpoint)
+    process, model = load_trained(args.checkpoint)
+    rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
+    floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed))
+    print(f"real-vs-real floor (train vs test, {args.n} images): {floor:.2f}")
+    result = {"checkpoint_step": step, "n": args.n, "floor": floor,
+              "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}  # fmt: skip
+    if args.out:
+        write_text_atomic(args.out, json.dumps(result, indent=1))
+        print(f"results written to {args.out}")
     return 0
 
 
@@ -238,12 +156,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``genflow`` command."""
     parser = argparse.ArgumentParser(
-        prog="genflow", description="genflow: fast generative-model inference on one ODE/SDE layer."
+        prog="genflow",
+        description="genflow: fast generative-model inference on one ODE/SDE layer. Exit status: 0 success, "
+        "2 bad input or a refused action (one line on stderr), 130 interrupted (Ctrl-C).",
     )
+    plugin_help = "import this module (a name on PYTHONPATH, or a .py file) first, so its registered components " \
+        "can be named (repeatable)"  # fmt: skip
+    parser.add_argument("--plugin", action="append", default=None, metavar="MODULE", help=plugin_help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=None, dest="command_plugins", metavar="MODULE",
+                        help=plugin_help)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="train a small DiT on the bundled digits, sample it with four solvers, write a report",
         description="Train a DiT with denoising score matching on scikit-learn's 8x8 digits, sample it with DDPM, "
         "DDIM, DPM-Solver++ and dopri5, measure digits FD, and write OUT/report.md with a sample grid "
@@ -252,16 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="600 training steps instead of 4000 (the recipe has 12000)")
     demo.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default 0)")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--resume", action="store_true", help="continue OUT/train instead of starting afresh")
+    demo.add_argument("--resume", action="store_true", help="continue the run in OUT/train")
+    demo.add_argument("--fresh", action="store_true", help="delete a previous run in OUT/train and start afresh")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument(
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="override a key of the digits_dit recipe, e.g. --override trainer.steps=2000 (repeatable)",
     )  # fmt: skip
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=run_demo)
 
     tr = sub.add_parser(
         "train",
+        parents=[common],
         help="train a model from a recipe",
         description="Train from RECIPE (a shipped recipe name such as digits_dit, or a YAML file). Override any "
         "key as section.key=value (parsed as YAML), e.g. trainer.steps=200 model.depth=2. Resumes from the "
@@ -271,10 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("overrides", nargs="*", help="section.key=value overrides")
     tr.add_argument("--out", default=None, help="output folder (default: the recipe's out_dir)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (OUT/tensorboard)")
     tr.set_defaults(func=_cmd_train)
 
     sa = sub.add_parser(
         "sample",
+        parents=[common],
         help="sample a trained checkpoint with any solver",
         description="Load CHECKPOINT (a step-XXXXXXXX folder or a run folder: its latest), sample it with the "
         "registered solver NAME (EMA weights), and write a PNG grid and/or the samples as safetensors.",
@@ -292,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
+        parents=[common],
         help="digits FD of a trained digits checkpoint per solver, with the real-vs-real floor",
         description="Sample CHECKPOINT with each solver (default: the digits_dit recipe's list) and report digits "
         "FD against the real test split, next to the train-vs-test floor at the same sample count.",
@@ -308,14 +240,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(args: argparse.Namespace) -> str:
+    """Where an interrupted command leaves its run."""
+    from genflow.train.checkpoint import latest_checkpoint
+
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None:
+        return "interrupted"
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return f"interrupted; no checkpoint was saved in {run_dir}"
+    return f"interrupted; the last checkpoint is {latest} (run the same command again to resume from it)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``genflow`` console script."""
+    """Entry point of the ``genflow`` console script.
+
+    Returns:
+        The exit status: 0, ``EXIT_ERROR`` (2) for bad input, ``EXIT_INTERRUPTED`` (130) for Ctrl-C.
+    """
+    from genflow.plugins import import_plugins
+
     args = build_parser().parse_args(argv)
     try:
+        import_plugins([*(args.plugin or []), *(args.command_plugins or [])])
         return args.func(args)
     except GenflowError as err:  # bad input: a short message, not a traceback
-        print(f"genflow {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        message = " ".join(str(err).split())  # one line, whatever the message holds (e.g. a YAML error's context)
+        print(f"genflow {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"genflow {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

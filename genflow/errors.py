@@ -23,6 +23,8 @@ __all__ = [
     "GeneratorRequiredError",
     "ProbabilityError",
     "LabelError",
+    "UnknownArgumentError",
+    "MissingArgumentError",
 ]
 
 
@@ -88,3 +90,12 @@ class ProbabilityError(GenflowError, ValueError):
 
 class LabelError(GenflowError, ValueError):
     """Class labels are not integers in ``[0, num_classes)``."""
+
+
+class UnknownArgumentError(ConfigError, TypeError):
+    """A component, loader or recipe section got a keyword it does not accept; the message names the
+    keyword and lists the accepted ones."""
+
+
+class MissingArgumentError(ConfigError, TypeError):
+    """A component, loader or recipe section lacks a required argument; the message names it."""

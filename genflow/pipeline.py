@@ -4,12 +4,18 @@
 * :func:`train` runs the :class:`~genflow.train.Trainer` (resuming from ``out_dir``);
 * :func:`load_trained` rebuilds process and model (EMA weights) from a checkpoint;
 * :func:`sample_with` draws samples with a solver named as in a recipe's ``sample.solvers``.
+
+Everything a run needs is checked before anything is written: the recipe (its
+schema, each component's arguments, ``init_from``), the output folder and, by the
+Trainer, the checkpoint it resumes; only then is the resolved recipe written
+(atomically) beside the checkpoints.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,34 +24,36 @@ import torch
 import yaml
 from torch.utils.data import TensorDataset
 
-from genflow.data import DATASET_LOADERS, load_dataset
-from genflow.errors import ConfigError
+from genflow.data import DATASET_LOADERS
+from genflow.errors import ConfigError, GenflowError
 from genflow.io import write_text_atomic
 from genflow.model.base import MODELS, ScoreModel
 from genflow.objectives.base import OBJECTIVES, Objective
+from genflow.outputs import check_writable_folder
+from genflow.plugins import import_plugins
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess
-from genflow.recipe import Recipe
+from genflow.recipe import Recipe, check_solver_spec
+from genflow.runs import RECIPE_FILE, check_resumable, checkpoint_step, initialize_from, run_recipe
 from genflow.sampling import SampleOutput, Sampler
-from genflow.solver.base import SOLVERS
+from genflow.solver.base import SOLVERS, Solver
 from genflow.train.checkpoint import load_checkpoint
 from genflow.train.held import find_held_networks, restore_held_weights
 from genflow.train.resume import load_weights
 from genflow.train.trainer import Trainer
 
-__all__ = ["Components", "build", "train", "load_trained", "sample_with", "solver_label", "run_recipe"]
-
-RECIPE_FILE = "recipe.yaml"
-
-
-def run_recipe(path: str | Path) -> dict[str, Any] | None:
-    """The resolved recipe saved beside a run's checkpoints (``path`` = run or step folder), if any."""
-    path = Path(path)
-    for folder in (path, path.parent):
-        if (folder / RECIPE_FILE).is_file():
-            return yaml.safe_load((folder / RECIPE_FILE).read_text())
-    return None
-
+__all__ = [
+    "Components",
+    "build",
+    "train",
+    "load_trained",
+    "sample_with",
+    "solver_label",
+    "solver_from",
+    "run_recipe",
+    "checkpoint_step",
+    "initialize_from",
+]
 
 @dataclass
 class Components:
@@ -57,12 +65,28 @@ class Components:
     objective: Objective
 
 
-def _objective(config: dict[str, Any], process_config: dict[str, Any]) -> Objective:
+def _section(name: str, source: str, make: Callable[[], Any]) -> Any:
+    """Build one section; an error a component raises as a bare TypeError/ValueError names the section."""
+    try:
+        return make()
+    except GenflowError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: section {name!r}: {err}") from None
+
+
+def _objective(config: dict[str, Any], process: GaussianProcess, process_config: dict[str, Any]) -> Objective:
     config = dict(config)
-    accepts_process = "process" in inspect.signature(OBJECTIVES.get(config["name"]).__init__).parameters
-    if accepts_process and "process" not in config:
-        config["process"] = process_config  # the objective trains on the recipe's process
-    return OBJECTIVES.from_config(config)
+    if OBJECTIVES.get(config["name"]).config_components.get("process") == "process" and "process" not in config:
+        config["process"] = process_config  # the objective declares it trains on a process: the recipe's
+    objective = OBJECTIVES.from_config(config)
+    own = getattr(objective, "process", None)
+    if isinstance(own, GaussianProcess) and own.to_config() != process.to_config():
+        raise ConfigError(
+            f"objective {config['name']!r} trains on the process {own.to_config()} but the recipe's process is "
+            f"{process.to_config()}; make them agree"
+        )
+    return objective
 
 
 def _seeded_model(config: dict[str, Any], seed: int) -> ScoreModel:
@@ -73,47 +97,99 @@ def _seeded_model(config: dict[str, Any], seed: int) -> ScoreModel:
 
 def _dataset(data: dict[str, Any], seed: int) -> Any:
     """Load the recipe's data: ``{name: loader, **arguments}`` or ``{name: loader, args: {...}}`` (needed when
-    the loader has an argument called ``name``, as toy2d does). Loaders that draw get a generator seeded from
-    the recipe."""
-    data = dict(data)
-    name = data.pop("name")
-    data = dict(data.pop("args")) if "args" in data else data
-    loader = DATASET_LOADERS.get(name)
-    if loader is not None and "generator" in inspect.signature(loader).parameters:
-        data.setdefault("generator", torch.Generator().manual_seed(seed))
-    dataset = load_dataset(name, **data)
+    the loader has an argument called ``name``, as toy2d does). Loaders that declare ``takes_generator`` get a
+    generator seeded from the recipe."""
+    loader = DATASET_LOADERS.from_config(data)
+    dataset = loader.load(torch.Generator().manual_seed(seed) if loader.takes_generator else None)
     return TensorDataset(dataset) if isinstance(dataset, torch.Tensor) else dataset
 
 
 def build(recipe: Recipe) -> Components:
-    """Resolve the recipe's data, process, model and objective (no training)."""
-    config = recipe.config
-    process = PROCESSES.from_config(config["process"])
+    """Import the recipe's plugins and resolve its data, process, model and objective (no training).
+
+    Raises:
+        ConfigError: a section its component refuses (UnknownArgumentError for an unknown argument).
+    """
+    config, source, seed = recipe.config, recipe.source, recipe.seed
+    import_plugins(recipe.plugins)
+    process = _section("process", source, lambda: PROCESSES.from_config(config["process"]))
     if not isinstance(process, GaussianProcess):
-        raise ConfigError(f"{recipe.source}: process must be a Gaussian process; got {type(process).__name__}")
+        raise ConfigError(f"{source}: process must be a Gaussian process; got {type(process).__name__}")
     return Components(
-        dataset=_dataset(config["data"], int(config.get("seed", 0))),
+        dataset=_section("data", source, lambda: _dataset(config["data"], seed)),
         process=process,
-        model=_seeded_model(config["model"], int(config.get("seed", 0))),
-        objective=_objective(config["objective"], config["process"]),
+        model=_section("model", source, lambda: _seeded_model(config["model"], seed)),
+        objective=_section("objective", source, lambda: _objective(config["objective"], process, config["process"])),
     )
 
 
-def train(recipe: Recipe, *, out_dir: str | Path | None = None, progress: bool = True, resume: bool = True) -> Trainer:
-    """Train the recipe's model; checkpoints and ``metrics.jsonl`` go to ``out_dir`` (default the recipe's)."""
-    parts = build(recipe)
+def _trainer_settings(recipe: Recipe, tensorboard: bool | None) -> dict[str, Any]:
+    """The Trainer's keyword arguments: the recipe's ``trainer`` section, ``--tensorboard`` and the run's info.
+
+    A key this genflow's Trainer does not take is refused (a false or null one is dropped).
+    """
+    # TODO(merge): the trainer branch's Trainer takes tensorboard=, run_info=, skip_nonfinite= and no longer
+    # conditional=; until both branches meet, keys are matched against the Trainer at hand.
+    accepted = inspect.signature(Trainer).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())  # it checks the keys itself
+    settings = dict(recipe.config["trainer"])
+    if tensorboard is not None:
+        settings["tensorboard"] = tensorboard
+    for key in [k for k in settings if not takes_any and k not in accepted]:
+        if settings.pop(key) not in (False, None):
+            raise ConfigError(f"trainer.{key} is not supported by this genflow's Trainer")
+    if "run_info" in accepted:  # recorded in every checkpoint's state.json under "run"
+        settings["run_info"] = {"data": recipe.config["data"], "init_from": recipe.config.get("init_from")}
+    return settings
+
+
+def train(
+    recipe: Recipe,
+    *,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    tensorboard: bool | None = None,
+    parts: Components | None = None,
+) -> Trainer:
+    """Train the recipe's model; checkpoints and ``metrics.jsonl`` go to ``out_dir`` (default the recipe's).
+
+    Everything is checked first; ``recipe.yaml`` is written (atomically) only once the Trainer has restored
+    the run it resumes, so a refused or failed start leaves the run's recipe as it was.
+
+    Args:
+        tensorboard: Override the recipe's ``trainer.tensorboard``.
+        parts: The recipe's components when the caller built them already (:func:`build`).
+
+    Raises:
+        ConfigError: an invalid recipe, ``init_from`` or ``out_dir``; the Trainer's own errors.
+    """
+    parts = build(recipe) if parts is None else parts
+    init = recipe.config.get("init_from")
+    trainer_loads = hasattr(Trainer, "initialize_from")  # TODO(merge): the trainer branch's Trainer loads it
+    if init is not None and not trainer_loads:
+        initialize_from(parts.model, init)
     out = Path(out_dir if out_dir is not None else recipe.config.get("out_dir", "runs/train"))
-    if int(os.environ.get("RANK", "0")) == 0:  # the resolved recipe beside the checkpoints (sample/evaluate read it)
-        write_text_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe.config, sort_keys=False))
-    trainer = Trainer(
-        parts.model,
-        parts.objective,
-        out_dir=out,
-        seed=int(recipe.config.get("seed", 0)),
-        progress=progress,
-        **recipe.config["trainer"],
-    )
-    trainer.fit(parts.dataset, resume=resume)
+    settings = _trainer_settings(recipe, tensorboard)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        check_writable_folder(out, "out_dir")
+    if resume:
+        check_resumable(out, parts.model, parts.objective, parts.process)
+    trainer = Trainer(parts.model, parts.objective, out_dir=out, seed=recipe.seed, progress=progress, **settings)
+    if init is not None and trainer_loads:
+        path, ema = (init, False) if isinstance(init, str) else (init["path"], bool(init.get("ema", False)))
+        trainer.initialize_from(path, ema=ema)
+    written = False
+
+    def write_recipe(*_: Any) -> None:  # after the restore, before the first step's checkpoint can exist
+        nonlocal written
+        if is_main and not written:
+            write_text_atomic(out / RECIPE_FILE, yaml.safe_dump(recipe.config, sort_keys=False))
+        written = True
+
+    trainer.fit(parts.dataset, resume=resume, callbacks=[write_recipe])
+    write_recipe()  # a run already finished runs no step
     return trainer
 
 
@@ -146,6 +222,18 @@ def solver_label(spec: dict[str, Any]) -> str:
     return f"{spec['name']}({args})" if args else spec["name"]
 
 
+def solver_from(spec: Any) -> Solver:
+    """The solver of a spec ``{name, steps, **solver arguments}`` (``steps`` is the sampler's, not the solver's).
+
+    Raises:
+        ConfigError: a spec without ``name`` or ``steps``; UnknownComponentError: an unknown solver;
+            UnknownArgumentError: an argument the solver does not accept.
+    """
+    check_solver_spec(spec, "solver spec")
+    args = {k: v for k, v in spec.items() if k not in ("name", "steps")}
+    return SOLVERS.create(spec["name"], **args)
+
+
 def sample_with(
     process: GaussianProcess,
     model: ScoreModel,
@@ -155,11 +243,14 @@ def sample_with(
     seed: int = 0,
     batch_size: int | None = None,
 ) -> SampleOutput:
-    """Draw ``n`` samples with the solver ``spec`` = ``{name, steps, **solver arguments}``."""
-    spec = dict(spec)
-    name, steps = spec.pop("name"), int(spec.pop("steps"))
+    """Draw ``n`` samples with the solver ``spec`` = ``{name, steps, **solver arguments}``.
+
+    Raises:
+        ConfigError: a spec without ``name`` or ``steps``; UnknownArgumentError: an unknown solver argument.
+    """
+    solver, steps = solver_from(spec), spec["steps"]
+    sampler = Sampler(process, model, solver)
     event_shape = _event_shape(model)
-    sampler = Sampler(process, model, SOLVERS.create(name, **spec))
     return sampler.sample(
         (n, *event_shape), steps, generator=torch.Generator().manual_seed(seed), batch_size=batch_size
     )

@@ -1,19 +1,25 @@
 """Recipes: YAML files that name every component by its registry name (dependency injection in configs).
 
 A recipe has the sections ``data``, ``process``, ``model``, ``objective``,
-``trainer``, ``sample`` and the keys ``out_dir`` and ``seed``. Each component
-section is a config dict ``{name: ..., **arguments}`` resolved through its
-registry, so a recipe can name any registered component, including a user's.
-Any key can be overridden from the command line as ``section.key=value``
-(the value is parsed as YAML: ``trainer.steps=200``, ``model.depth=2``,
-``sample.solvers=[ddim]``).
+``trainer``, ``sample`` and may set ``seed``, ``out_dir``, ``init_from`` (start
+from a trained checkpoint's weights) and ``plugins`` (modules imported first, so
+their registered components can be named). Each component section is a config
+dict ``{name: ..., **arguments}`` resolved through its registry, so a recipe can
+name any registered component, including a user's. Any key can be overridden from
+the command line as ``section.key=value`` (the value is parsed as YAML:
+``trainer.steps=200``, ``model.depth=2``, ``sample.solvers=[ddim]``).
+
+:func:`load_recipe` checks the recipe against a schema: the top-level keys are
+fixed, ``trainer`` and ``sample`` keys are typed with ranges (``TRAINER_KEYS``,
+``SAMPLE_KEYS``); a component section is checked by its component, which accepts
+only its declared arguments, when :func:`genflow.pipeline.build` builds it.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,11 +27,24 @@ from typing import Any
 
 import yaml
 
+from genflow.config import check_arguments
 from genflow.errors import ConfigError
 
-__all__ = ["load_recipe", "apply_overrides", "recipe_names", "Recipe"]
+__all__ = [
+    "load_recipe",
+    "read_recipe_text",
+    "apply_overrides",
+    "recipe_names",
+    "validate_recipe",
+    "check_solver_spec",
+    "Recipe",
+    "TRAINER_KEYS",
+    "SAMPLE_KEYS",
+]
 
 SECTIONS = ("data", "process", "model", "objective", "trainer", "sample")
+COMPONENT_SECTIONS = ("data", "process", "model", "objective")
+Check = Callable[[Any, str], None]
 
 
 class _Loader(yaml.SafeLoader):
@@ -43,12 +62,192 @@ def _parse(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
+# ------------------------------------------------------------------------------------------ schema
+def _got(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def integer(minimum: int) -> Check:
+    """An int (not a bool) ``>= minimum``."""
+
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"{where} must be an integer >= {minimum}; got {_got(value)}")
+
+    return check
+
+
+def number(minimum: float, *, exclusive: bool = False, below: float | None = None) -> Check:
+    """A real number (int or float, not a bool) ``>= minimum`` (``>`` if ``exclusive``), ``< below`` if given."""
+
+    def check(value: Any, where: str) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        ok = ok and (value > minimum if exclusive else value >= minimum) and (below is None or value < below)
+        if not ok:
+            bound = f"{'>' if exclusive else '>='} {minimum}" + (f" and < {below}" if below is not None else "")
+            raise ConfigError(f"{where} must be a number {bound}; got {_got(value)}")
+
+    return check
+
+
+def boolean(value: Any, where: str) -> None:
+    """``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false; got {_got(value)}")
+
+
+def choice(*options: str) -> Check:
+    """One of ``options``."""
+
+    def check(value: Any, where: str) -> None:
+        if value not in options:
+            raise ConfigError(f"{where} must be one of {', '.join(options)}; got {_got(value)}")
+
+    return check
+
+
+def _betas(value: Any, where: str) -> None:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{where} must be a list of two numbers in [0, 1); got {_got(value)}")
+    for i, beta in enumerate(value):
+        number(0.0, below=1.0)(beta, f"{where}[{i}]")
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: Any, where: str) -> None:
+        if value is not None:
+            check(value, where)
+
+    return optional
+
+
+#: The recipe's ``trainer`` keys, their types and ranges (keyword arguments of the Trainer).
+TRAINER_KEYS: dict[str, Check] = {
+    "steps": integer(1),
+    "batch_size": integer(1),
+    "lr": number(0.0, exclusive=True),
+    "weight_decay": number(0.0),
+    "betas": _betas,
+    "lr_schedule": choice("constant", "cosine"),
+    "warmup_steps": integer(0),
+    "ema_decay": number(0.0, below=1.0),
+    "grad_clip": number(0.0),
+    "mixed_precision": boolean,
+    "checkpoint_every": integer(0),
+    "keep_last": integer(1),
+    "log_every": integer(1),
+    "tensorboard": boolean,
+    "skip_nonfinite": boolean,
+}
+
+
+def _solvers(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of solver specs {{name, steps, ...}}; got {_got(value)}")
+    for i, spec in enumerate(value):
+        check_solver_spec(spec, f"{where}[{i}]")
+
+
+def check_solver_spec(spec: Any, where: str) -> None:
+    """A solver spec is a mapping with a ``name`` (str) and ``steps`` (int >= 1); the rest are solver arguments.
+
+    Raises:
+        ConfigError: another shape or type.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a mapping {{name: solver, steps: N, ...}}; got {_got(spec)}")
+    if not isinstance(spec.get("name"), str):
+        raise ConfigError(f"{where} needs a solver 'name' (a string); got {spec!r}")
+    if "steps" not in spec:
+        raise ConfigError(f"{where} needs 'steps' (grid steps, an integer >= 1); got {spec!r}")
+    integer(1)(spec["steps"], f"{where}.steps")
+
+
+#: The recipe's ``sample`` keys (read by ``genflow demo`` and ``genflow evaluate``).
+SAMPLE_KEYS: dict[str, Check] = {"n": integer(2), "batch_size": _optional(integer(1)), "solvers": _solvers}
+
+
+def _init_from(value: Any, where: str) -> None:
+    if isinstance(value, str) and value:
+        return
+    if isinstance(value, dict):
+        check_arguments(where, value, ["path", "ema"], ["path"])
+        if not isinstance(value["path"], str) or not value["path"]:
+            raise ConfigError(f"{where}.path must be a checkpoint path (a string); got {_got(value['path'])}")
+        boolean(value.get("ema", False), f"{where}.ema")
+        return
+    raise ConfigError(f"{where} must be a checkpoint path or {{path: ..., ema: true|false}}; got {_got(value)}")
+
+
+def _plugins(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of module names (or .py paths); got {_got(value)}")
+
+
+def _path_string(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a folder path (a non-empty string); got {_got(value)}")
+
+
+def _section(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a section (a mapping); got {_got(value)}")
+
+
+def _component(value: Any, where: str) -> None:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"{where} must be a section {{name: registered name, ...arguments}}; got {_got(value)}")
+
+
+TOP_LEVEL_KEYS: dict[str, Check] = {
+    **{name: _component for name in COMPONENT_SECTIONS},
+    "trainer": _section,
+    "sample": _section,
+    "seed": integer(0),
+    "out_dir": _path_string,
+    "init_from": _init_from,
+    "plugins": _plugins,
+}
+
+
+def validate_recipe(config: Any, source: str) -> None:
+    """Check a recipe's keys, types and ranges (component arguments are checked when built).
+
+    Raises:
+        ConfigError: not a mapping, a missing section, or a value of the wrong type or range.
+        UnknownArgumentError: an unknown top-level, ``trainer`` or ``sample`` key (the message lists the
+            accepted ones).
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} must hold a mapping of sections; got {type(config).__name__}")
+    missing = [s for s in SECTIONS if s not in config]
+    if missing:
+        raise ConfigError(f"{source} lacks the section(s) {', '.join(missing)}; a recipe needs {', '.join(SECTIONS)}")
+    check_arguments(f"{source}: recipe", config, list(TOP_LEVEL_KEYS), [])
+    for key, value in config.items():
+        TOP_LEVEL_KEYS[key](value, key)
+    for section, schema in (("trainer", TRAINER_KEYS), ("sample", SAMPLE_KEYS)):
+        check_arguments(f"{source}: section {section!r}", config[section], list(schema), [])
+        for key, value in config[section].items():
+            schema[key](value, f"{section}.{key}")
+
+
 @dataclass
 class Recipe:
     """A parsed recipe: its dict and where it came from."""
 
     config: dict[str, Any]
     source: str
+
+    @property
+    def seed(self) -> int:
+        """The recipe's ``seed`` (default 0)."""
+        return int(self.config.get("seed", 0))
+
+    @property
+    def plugins(self) -> list[str]:
+        """The modules the recipe needs imported (``plugins``; default none)."""
+        return list(self.config.get("plugins", []))
 
 
 def recipe_names() -> list[str]:
@@ -58,11 +257,33 @@ def recipe_names() -> list[str]:
     )
 
 
-def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Load a shipped recipe by name, or a YAML file by path, and apply ``overrides``.
+def read_recipe_text(text: str, source: str) -> dict[str, Any]:
+    """Parse and validate a recipe's YAML text.
 
     Raises:
-        ConfigError: unknown recipe, invalid YAML, a missing section, or a bad override.
+        ConfigError: invalid YAML or a recipe that fails :func:`validate_recipe`.
+    """
+    config = _parse_mapping(text, source)
+    validate_recipe(config, source)
+    return config
+
+
+def _parse_mapping(text: str, source: str) -> dict[str, Any]:
+    try:
+        config = _parse(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} must hold a mapping of sections; got {type(config).__name__}")
+    return config
+
+
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Load a shipped recipe by name, or a YAML file by path, apply ``overrides`` and validate the result.
+
+    Raises:
+        ConfigError: unknown recipe, invalid YAML, a missing section, a bad override, or a key of the
+            wrong type or range (see :func:`validate_recipe`).
     """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
@@ -74,16 +295,9 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
         if not shipped.is_file():
             raise ConfigError(f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(recipe_names())}")
         text, source = shipped.read_text(), f"genflow/recipes/{name_or_path}.yaml"
-    try:
-        config = _parse(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source} is not valid YAML: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{source} must hold a mapping of sections; got {type(config).__name__}")
-    missing = [s for s in SECTIONS if s not in config]
-    if missing:
-        raise ConfigError(f"{source} lacks the section(s) {', '.join(missing)}; a recipe needs {', '.join(SECTIONS)}")
-    return Recipe(apply_overrides(config, overrides), source)
+    config = apply_overrides(_parse_mapping(text, source), overrides)
+    validate_recipe(config, source + (" with overrides" if overrides else ""))
+    return Recipe(config, source)
 
 
 def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 ``SOLVERS.create("dopri5", rtol=1e-6)`` builds a component from a string,
 ``SOLVERS.names()`` lists them, ``SOLVERS.from_config(cfg)`` rebuilds one from
 its config. Registering a duplicate name or an abstract class is an error.
+Every registry is reachable by its family name through :func:`registry_for`, so a
+config can say which family a nested component comes from.
 """
 
 from __future__ import annotations
@@ -14,9 +16,30 @@ from typing import Any, Generic, TypeVar
 
 from genflow.errors import ConfigError, RegistryError, UnknownComponentError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "registry_for", "registries"]
 
 T = TypeVar("T")
+
+_REGISTRIES: dict[str, Registry[Any]] = {}
+
+
+def registry_for(family: str) -> Registry[Any]:
+    """The registry of ``family`` ("process", "solver", "model", ...).
+
+    Raises:
+        UnknownComponentError: no registry of that family (the message lists the known ones).
+    """
+    try:
+        return _REGISTRIES[family]
+    except KeyError:
+        raise UnknownComponentError(
+            f"unknown registry family {family!r}; expected one of: {', '.join(sorted(_REGISTRIES))}"
+        ) from None
+
+
+def registries() -> dict[str, Registry[Any]]:
+    """Every registry created so far, by family name."""
+    return dict(_REGISTRIES)
 
 
 class Registry(Generic[T]):
@@ -30,10 +53,13 @@ class Registry(Generic[T]):
     """
 
     def __init__(self, family: str, base: type, check: Callable[[type], None] | None = None) -> None:
+        if family in _REGISTRIES:
+            raise RegistryError(f"a registry of family {family!r} already exists: {_REGISTRIES[family]!r}")
         self.family = family
         self.base = base
         self.check = check
         self._entries: dict[str, type] = {}
+        _REGISTRIES[family] = self
 
     def register(self, name: str) -> Callable[[type], type]:
         """Class decorator registering a concrete subclass of ``base`` under ``name``.
@@ -77,17 +103,22 @@ class Registry(Generic[T]):
                 f"unknown {self.family} {name!r}; expected one of: {', '.join(self.names())}"
             ) from None
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def create(self, name: str, /, **kwargs: Any) -> T:
         """Instantiate the class registered under ``name`` with ``kwargs``.
 
         Raises:
             UnknownComponentError: unknown name.
-            TypeError: an unknown keyword (the message lists the accepted ones).
+            UnknownArgumentError: an unknown keyword (the message names it and lists the accepted ones).
+            MissingArgumentError: a required argument is missing.
         """
         return self.get(name)(**kwargs)
 
     def from_config(self, config: dict[str, Any]) -> T:
-        """Rebuild a component from ``to_config()``'s dict (its ``name`` picks the class)."""
+        """Rebuild a component from ``to_config()``'s dict (its ``name`` picks the class).
+
+        Raises:
+            ConfigError: not a dict with a ``name`` key; UnknownArgumentError: an unknown key.
+        """
         if not isinstance(config, dict) or "name" not in config:
             raise ConfigError(f"a {self.family} config must be a dict with a 'name' key; got {config!r}")
         return self.get(config["name"]).from_config(config)

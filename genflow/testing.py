@@ -6,6 +6,10 @@
 * :class:`GaussianMixture` data and :class:`GaussianMixtureScore`, the exact
   score of its marginal under any Gaussian process, in any parameterisation,
   so any sampler can be checked against a known distribution.
+
+Importing this module registers nothing; :func:`register_test_models` adds
+:class:`GaussianMixtureScore` to ``MODELS`` (as ``gaussian_mixture_score``) on request,
+as genflow's own test suite does in its ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,14 @@ from genflow.process.gaussian import GaussianProcess, check_parameterization
 from genflow.random import require_generator, standard_normal
 from genflow.validation import check_instance
 
-__all__ = ["LinearODE", "OrnsteinUhlenbeck", "GeometricBrownianMotion", "GaussianMixture", "GaussianMixtureScore"]
+__all__ = [
+    "LinearODE",
+    "OrnsteinUhlenbeck",
+    "GeometricBrownianMotion",
+    "GaussianMixture",
+    "GaussianMixtureScore",
+    "register_test_models",
+]
 
 
 class LinearODE:
@@ -188,7 +199,6 @@ class GaussianMixture:
         return x0.reshape(x.shape).to(x.dtype), score.reshape(x.shape).to(x.dtype)
 
 
-@MODELS.register("gaussian_mixture_score")
 class GaussianMixtureScore(ScoreModel):
     """Exact model of a Gaussian mixture's marginals under a Gaussian process.
 
@@ -197,6 +207,8 @@ class GaussianMixtureScore(ScoreModel):
         process: The process whose marginals it scores.
         parameterization: Output parameterisation (``eps``, ``x0``, ``v``, ``score``, ``velocity``).
     """
+
+    config_components = {"process": "process"}
 
     def __init__(self, mixture: GaussianMixture, process: GaussianProcess, parameterization: str = "eps") -> None:
         super().__init__()
@@ -217,12 +229,13 @@ class GaussianMixtureScore(ScoreModel):
         return self.process.from_x0_eps(x0, eps, self.parameterization, x, t)
 
     def to_config(self) -> dict[str, Any]:
+        mixture = self.mixture
         return {
-            "name": type(self).registry_name,
+            "name": type(self).registry_name or type(self).__name__,
             "mixture": {
-                "weights": self.mixture.weights.tolist(),
-                "means": self.mixture.means.tolist(),
-                "covariances": self.mixture.covariances.tolist(),
+                "weights": mixture.weights.tolist(),
+                "means": mixture.means.tolist(),
+                "covariances": mixture.covariances.tolist(),
             },
             "process": self.process.to_config(),
             "parameterization": self.parameterization,
@@ -230,8 +243,13 @@ class GaussianMixtureScore(ScoreModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GaussianMixtureScore:
-        from genflow.process.base import PROCESSES
+        config = dict(config)
+        if isinstance(config.get("mixture"), dict):
+            config["mixture"] = GaussianMixture(**config["mixture"])
+        return super().from_config(config)
 
-        return cls(
-            GaussianMixture(**config["mixture"]), PROCESSES.from_config(config["process"]), config["parameterization"]
-        )
+
+def register_test_models() -> None:
+    """Register :class:`GaussianMixtureScore` in ``MODELS`` as ``gaussian_mixture_score`` (once; idempotent)."""
+    if "gaussian_mixture_score" not in MODELS:
+        MODELS.register("gaussian_mixture_score")(GaussianMixtureScore)

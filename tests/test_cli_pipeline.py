@@ -58,7 +58,7 @@ def test_train_sample_evaluate_commands(tmp_path, capsys):
                  "--n", "8", "--out", str(grid), "--save", str(saved)]) == 0  # fmt: skip
     assert grid.read_bytes()[:4] == b"\x89PNG" and saved.exists()
     result = tmp_path / "eval.json"
-    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 3}]', "--n", "16",
+    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 3}]', "--n", "65",
                  "--out", str(result)]) == 0  # fmt: skip
     data = json.loads(result.read_text())
     assert data["checkpoint_step"] == 6 and data["rows"][0]["NFE"] == 3 and data["floor"] > 0
@@ -68,7 +68,7 @@ def test_train_sample_evaluate_commands(tmp_path, capsys):
 
 
 def test_demo_writes_report_with_table_and_grid(tmp_path):
-    overrides = [f"--override={o}" for o in [*TINY, "sample.n=32"]]
+    overrides = [f"--override={o}" for o in [*TINY, "sample.n=65"]]
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress", *overrides]) == 0
     report = (tmp_path / "report.md").read_text()
     for solver in ("| ddpm |", "| ddim |", "| dpm_solver_pp(order=2) |", "| dopri5(rtol=0.001, atol=0.001) |"):
@@ -125,3 +125,104 @@ def test_evaluate_uses_the_runs_own_recipe(tmp_path):
                  "--no-progress"]) == 0  # fmt: skip
     assert _default_solvers(str(run)) == [{"name": "ddim", "steps": 2}]
     assert _default_solvers(str(next(run.glob("step-*")))) == [{"name": "ddim", "steps": 2}]
+
+
+# --------------------------------------------------------------------------- plugins and init_from
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+
+
+def _doc_block(title: str) -> str:
+    import re
+
+    match = re.search(rf'```\w+ title="{re.escape(title)}"\n(.*?)```', DOCS.read_text(), flags=re.S)
+    assert match, f"docs/extending.md has no block titled {title}"
+    return match.group(1)
+
+
+def test_the_documented_plugin_trains_from_a_recipe_and_samples(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my_plugin.py").write_text(_doc_block("my_plugin.py"))
+    recipe = tmp_path / "my_recipe.yaml"
+    recipe.write_text(_doc_block("my_recipe.yaml").replace("trainer: {steps: 40", "trainer: {steps: 4"))
+    plain = tmp_path / "plain.yaml"  # the same recipe without the plugins key: --plugin on the command line
+    plain.write_text("".join(line for line in recipe.read_text().splitlines(True) if not line.startswith("plugins")))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["train", str(plain), "--out", str(tmp_path / "no_plugin"), "--no-progress"]) == 2
+        assert main(["--plugin", "my_plugin", "train", str(plain), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+        assert main(["train", str(recipe), "--out", str(tmp_path / "b"), "--no-progress",
+                     "--plugin", "my_plugin"]) == 0  # fmt: skip  (imported once: no second registration)
+        assert gf.MODELS.get("my_residual_mlp").__module__ == "my_plugin"
+    finally:
+        gf.MODELS._entries.pop("my_residual_mlp", None)
+        sys.modules.pop("my_plugin", None)
+    # a fresh process finds the plugin through the run's saved recipe alone
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(DOCS.parents[1])])}
+    grid = tmp_path / "moons.png"
+    command = [sys.executable, "-m", "genflow.cli", "sample", str(tmp_path / "b"), "--solver", "euler", "--steps", "3",
+               "--n", "16", "--out", str(grid)]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert grid.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_documented_nested_config_example_runs():
+    import re
+    import subprocess
+    import sys
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S) if "my_two_process" in b)
+    done = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["{'name': 've', 'sigma_min': 0.01, 'sigma_max': 20.0}", "SubVPProcess"]
+
+
+def test_plugin_file_paths_and_missing_plugins(tmp_path):
+    from genflow.plugins import import_plugins
+
+    plugin = tmp_path / "counting_plugin.py"
+    plugin.write_text("import builtins\nbuiltins.genflow_plugin_runs = getattr(builtins, 'genflow_plugin_runs', 0) + 1")
+    import builtins
+
+    try:
+        import_plugins([str(plugin), str(plugin)])
+        assert builtins.genflow_plugin_runs == 1  # imported once
+    finally:
+        del builtins.genflow_plugin_runs
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_plugins([str(tmp_path / "absent.py")])
+    broken = tmp_path / "broken_plugin.py"
+    broken.write_text("import genflow_module_that_does_not_exist\n")
+    with pytest.raises(ModuleNotFoundError):  # the plugin's own failure keeps its traceback
+        import_plugins([str(broken)])
+
+
+def test_init_from_starts_from_the_checkpoints_weights(tmp_path, capsys):
+    from genflow.pipeline import initialize_from
+    from genflow.train import load_checkpoint
+
+    source = tmp_path / "source"
+    assert main(["train", "digits_dit", *TINY, "--out", str(source), "--no-progress"]) == 0
+    ckpt = load_checkpoint(source)
+    for spec, weights in [(str(source), ckpt.model), ({"path": str(source), "ema": True}, ckpt.ema)]:
+        model = build(load_recipe("digits_dit", TINY)).model
+        assert not torch.equal(model.state_dict()["final.linear.weight"], weights["final.linear.weight"])
+        initialize_from(model, spec)
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    # through the command line: with a vanishing learning rate one step stays at the loaded weights
+    tuned = tmp_path / "tuned"
+    assert main(["train", "digits_dit", *TINY, "trainer.steps=1", "trainer.lr=1e-30", "trainer.ema_decay=0",
+                 f"init_from={{path: {source}, ema: true}}", "--out", str(tuned), "--no-progress"]) == 0  # fmt: skip
+    after = load_checkpoint(tuned).model
+    assert all(torch.allclose(after[k], ckpt.ema[k], atol=1e-6) for k in after)
+    # weights that do not fit are named
+    with pytest.raises(ConfigError, match=r"of another shape key\(s\): .*\(16,\) vs \(32,\)"):
+        initialize_from(build(load_recipe("digits_dit", [*TINY, "model.hidden_size=32"])).model, str(source))
+    with pytest.raises(ConfigError, match=r"missing key\(s\): blocks\.2\."):
+        initialize_from(build(load_recipe("digits_dit", [*TINY, "model.depth=3"])).model, str(source))
+    assert main(["train", "digits_dit", *TINY, "model.depth=3", f"init_from={source}",
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2  # fmt: skip
+    assert "missing key(s): blocks.2." in capsys.readouterr().err

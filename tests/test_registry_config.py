@@ -136,3 +136,89 @@ def test_bad_states(name):
 def test_errors_are_builtin_subclasses():
     assert issubclass(ShapeError, ValueError) and issubclass(ComponentError, TypeError)
     assert issubclass(UnknownComponentError, LookupError)
+
+
+# ------------------------------------------------------------------ unknown keywords and nested configs
+def test_unknown_keyword_is_a_typed_error_naming_it_and_the_accepted_ones():
+    from genflow.errors import UnknownArgumentError
+
+    with pytest.raises(UnknownArgumentError) as info:
+        gf.SOLVERS.create("dopri5", tolerance_typo=1e-3)
+    message = str(info.value)
+    assert "'tolerance_typo'" in message and "accepted arguments: rtol, atol, adjoint" in message
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ConfigError)
+    cases = [(gf.PROCESSES, "vp", {"beta_mim": 1.0}), (gf.MODELS, "mlp", {"width": 3}),
+             (gf.OBJECTIVES, "dsm", {"proces": "vp"}), (gf.TIME_GRIDS, "karras", {"r": 2})]  # fmt: skip
+    for registry, name, bad in cases:
+        with pytest.raises(UnknownArgumentError, match=repr(next(iter(bad)))):
+            registry.create(name, **bad)
+        with pytest.raises(UnknownArgumentError, match=repr(next(iter(bad)))):
+            registry.from_config({"name": name, **bad})
+    with pytest.raises(UnknownArgumentError, match=r"takes 3 positional argument\(s\); got 4"):
+        gf.Dopri5(1e-3, 1e-3, False, 4)
+
+
+def test_missing_argument_is_named():
+    from genflow.errors import MissingArgumentError
+
+    with pytest.raises(MissingArgumentError, match="'mixture', 'process'"):
+        GaussianMixtureScore()
+
+
+def test_nested_components_are_rebuilt_by_registry_name_at_any_depth():
+    from genflow.config import Configurable
+
+    class Pair(gf.Objective):  # an objective holding an objective (that holds a process): depth 2
+        config_components = {"inner": "objective", "others": "process"}
+
+        def __init__(self, inner: gf.Objective, others: list[gf.Process] = (), scale: float = 1.0) -> None:
+            self.inner, self.others, self.scale = inner, list(others), scale
+
+        def draw(self, *args, **kwargs):
+            return self.inner.draw(*args, **kwargs)
+
+        def loss(self, *args, **kwargs):
+            return self.scale * self.inner.loss(*args, **kwargs)
+
+    gf.OBJECTIVES.register("test_pair")(Pair)
+    try:
+        pair = Pair(gf.DenoisingScoreMatching(gf.VEProcess(0.02, 30.0), weighting="min_snr"), [gf.SubVPProcess(0.2)])
+        config = pair.to_config()
+        assert config["inner"]["process"] == {"name": "ve", "sigma_min": 0.02, "sigma_max": 30.0}
+        clone = gf.OBJECTIVES.from_config(config)
+        assert isinstance(clone.inner.process, gf.VEProcess) and clone.inner.process.sigma_max == 30.0
+        assert isinstance(clone.others[0], gf.SubVPProcess) and clone.to_config() == config
+        by_name = gf.OBJECTIVES.from_config({"name": "test_pair", "inner": "flow_matching", "others": ["ve"]})
+        assert isinstance(by_name.inner, gf.FlowMatching) and isinstance(by_name.others[0], gf.VEProcess)
+        with pytest.raises(ConfigError, match="expected a process config dict or name; got int"):
+            gf.OBJECTIVES.from_config({"name": "test_pair", "inner": "flow_matching", "others": [3]})
+    finally:
+        gf.OBJECTIVES._entries.pop("test_pair")
+
+    class Undeclared(Configurable):
+        def __init__(self, process: gf.Process) -> None:
+            self.process = process
+
+    with pytest.raises(ConfigError, match="does not declare the argument in config_components"):
+        Undeclared(gf.VPProcess()).to_config()
+
+
+def test_registry_families_are_reachable_by_name():
+    from genflow.registry import registries, registry_for
+
+    assert registry_for("process") is gf.PROCESSES and registry_for("solver") is gf.SOLVERS
+    assert {"process", "solver", "time grid", "model", "objective", "dataset"} <= set(registries())
+    with pytest.raises(UnknownComponentError, match="unknown registry family 'procss'"):
+        registry_for("procss")
+    with pytest.raises(RegistryError, match="already exists"):
+        gf.Registry("process", gf.Process)
+
+
+def test_importing_genflow_testing_registers_nothing():
+    import subprocess
+    import sys
+
+    code = "import genflow, genflow.testing as t; print('gaussian_mixture_score' in genflow.MODELS)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert gf.MODELS.get("gaussian_mixture_score") is GaussianMixtureScore  # tests/conftest.py asks for it

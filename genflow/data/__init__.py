@@ -1,11 +1,12 @@
 """Datasets: scikit-learn's bundled 8x8 digits (default, no download), shifted digits for calibration
 under shift, 2-D toy distributions, and CIFAR-10 or image folders a user has on disk.
 
-Every loader is also reachable by name through :func:`load_dataset`. See ``docs/data.md``.
+Every loader is also reachable by name through :func:`load_dataset` (the registry ``DATASET_LOADERS``,
+which users extend by registering a :class:`DatasetLoader`). See ``docs/data.md``.
 """
 
 from genflow.data.base import VALUE_RANGES, ImageTensorDataset, NamedTensorDataset, to_value_range
-from genflow.data.catalog import DATASET_LOADERS, load_dataset
+from genflow.data.catalog import DATASET_LOADERS, DatasetLoader, load_dataset
 from genflow.data.corrupted import CORRUPTION_PARAMETERS, CORRUPTIONS, SEVERITIES, digits_corrupted
 from genflow.data.digits import (
     DIGITS_SIZES,
@@ -23,6 +24,7 @@ __all__ = [
     "ImageTensorDataset",
     "to_value_range",
     "DATASET_LOADERS",
+    "DatasetLoader",
     "load_dataset",
     "CORRUPTIONS",
     "CORRUPTION_PARAMETERS",

@@ -51,6 +51,8 @@ class DenoisingScoreMatching(Objective):
         ConfigError: unknown weighting, an empty time range or a ``cond_field`` that is not a field name.
     """
 
+    config_components = {"process": "process"}  # from_config rebuilds it; pipelines pass the recipe's process
+
     def __init__(
         self,
         process: GaussianProcess | dict | str = "vp",

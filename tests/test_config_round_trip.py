@@ -1,0 +1,238 @@
+"""Config round trips over every entry of every registry, built with non-default arguments.
+
+A default-built instance cannot reveal an argument that ``to_config`` or
+``from_config`` drops, so ``CASES`` holds, per family and registered name, the
+keyword arguments of one or more builds that together set every constructor
+argument away from its default (``EXEMPT`` names the few that cannot be, with the
+reason). The round trip must give identical outputs, not just equal dicts:
+``OUTPUTS`` computes what each family produces (marginals, grids, samples, model
+outputs, losses, datasets). A newly registered class, a new constructor argument
+or a new registry family without an entry here fails ``test_every_entry_has_cases``. Classes that genflow does
+not ship (a user's plugin, a documentation example, a test's own class) are not its business.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+import genflow as gf
+from genflow.registry import registries
+from genflow.testing import GaussianMixture, GaussianMixtureScore
+from tests.data.test_images import fake_cifar, image_root, trust_fake  # noqa: F401  (fixtures)
+
+Kwargs = Callable[[dict[str, Any]], dict[str, Any]]  # fixtures -> constructor arguments
+
+
+def _mixture() -> GaussianMixture:
+    return GaussianMixture.isotropic([0.3, 0.7], torch.tensor([[1.0, -0.5], [-1.0, 0.5]]), [0.4, 0.6])
+
+
+CASES: dict[str, dict[str, list[Kwargs]]] = {
+    "process": {
+        "vp": [
+            lambda f: {"beta_min": 0.05, "beta_max": 12.0},
+            lambda f: {"schedule": "cosine", "cosine_offset": 0.02},
+            lambda f: {"schedule": "discrete", "betas": torch.linspace(1e-3, 0.05, 40).tolist()},
+        ],
+        "ve": [lambda f: {"sigma_min": 0.02, "sigma_max": 20.0}],
+        "subvp": [lambda f: {"beta_min": 0.2, "beta_max": 12.0}],
+        "linear_interpolant": [lambda f: {}],
+        "brownian_bridge": [lambda f: {"beta": 0.3}],
+    },
+    "time grid": {
+        "uniform": [lambda f: {}],
+        "quadratic": [lambda f: {}],
+        "logsnr": [lambda f: {}],
+        "karras": [lambda f: {"rho": 3.0}],
+    },
+    "solver": {
+        **{name: [lambda f: {"step_size": 0.07, "adjoint": True}] for name in ("euler", "midpoint", "heun", "rk4")},
+        **{
+            name: [lambda f: {"rtol": 1e-3, "atol": 1e-4, "adjoint": True}]
+            for name in ("dopri5", "bosh3", "adaptive_heun", "dopri8")
+        },
+        **{name: [lambda f: {}] for name in ("euler_maruyama", "milstein", "srk", "reversible_heun", "ddpm")},
+        "ddim": [lambda f: {"eta": 0.5}],
+        "dpm_solver_pp": [lambda f: {"order": 3, "lower_order_final": False}],
+    },
+    "model": {
+        **{
+            name: [
+                lambda f: {"image_size": 4, "patch_size": 1, "in_channels": 2, "hidden_size": 8, "depth": 3,
+                           "num_heads": 2, "mlp_ratio": 2.0, "num_classes": 3, "class_dropout": 0.25,
+                           "parameterization": "v"}  # fmt: skip
+            ]
+            for name in ("dit", "uvit")
+        },
+        "mlp": [lambda f: {"dim": 3, "hidden_size": 16, "depth": 2, "parameterization": "x0"}],
+        "energy_mlp": [lambda f: {"event_shape": [3], "hidden_size": 16, "depth": 3, "parameterization": "eps"}],
+        "gaussian_mixture_score": [
+            lambda f: {"mixture": _mixture(), "process": gf.VEProcess(0.02, 20.0), "parameterization": "x0"}
+        ],
+    },
+    "objective": {
+        "dsm": [
+            lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "min_snr", "min_snr_gamma": 3.0,
+                       "t_min": 0.05, "t_max": 0.9},  # fmt: skip
+            lambda f: {"cond_field": "label"},  # class-conditional DSM (named batches)
+        ],
+        "flow_matching": [lambda f: {}, lambda f: {"cond_field": "label"}],
+    },
+    "dataset": {
+        "digits": [lambda f: {"split": "val", "size": 16, "value_range": "classification", "seed": 1}],
+        "digits_corrupted": [
+            lambda f: {"kind": "blur", "severity": 3, "split": "val", "size": 16, "value_range": "generation"}
+        ],
+        "toy2d": [lambda f: {"name": "spirals", "n": 11}],
+        "cifar10": [lambda f: {"root": f["trust_fake"][0], "train": False, "value_range": "classification"}],
+        "image_folder": [lambda f: {"root": f["image_root"], "size": 5, "value_range": "classification",
+                                    "grayscale": True}],  # fmt: skip
+    },
+}
+
+EXEMPT: dict[tuple[str, str], dict[str, str]] = {
+    ("dataset", "cifar10"): {"download": "True would fetch 163 MB; tests never download"},
+}
+FIXTURES = {("dataset", "cifar10"): ["trust_fake"], ("dataset", "image_folder"): ["image_root"]}
+
+
+def _batch(seed: int, shape: tuple[int, ...] = (2,), n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((n, *shape), generator=g), 0.1 + 0.8 * torch.rand(n, generator=g)
+
+
+def _process_outputs(process: gf.Process) -> list[torch.Tensor]:
+    x0, t = _batch(0)
+    x1 = _batch(1)[0] if isinstance(process, gf.BrownianBridge) else None
+    return list(process.marginal(x0, t, x1=x1))
+
+
+def _grid_outputs(grid: gf.TimeGrid) -> list[torch.Tensor]:
+    return [grid(gf.VPProcess(), 7), grid(gf.VEProcess(), 5)]
+
+
+def _solver_outputs(solver: gf.Solver) -> list[torch.Tensor]:
+    process = gf.VPProcess()
+    model = GaussianMixtureScore(_mixture(), process)
+    out = gf.Sampler(process, model, solver).sample(
+        (8, 2), 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    return [out.samples]
+
+
+def _model_outputs(model: gf.ScoreModel, clone: gf.ScoreModel) -> list[torch.Tensor]:
+    clone.load_state_dict(model.state_dict())  # the weights are not part of the config
+    shape = tuple(model.event_shape) if getattr(model, "event_shape", None) else (2,)
+    x, t = _batch(4, shape, n=3)
+    x = x.to(torch.float64) if isinstance(model, GaussianMixtureScore) else x
+    config = model.to_config()
+    cond = {"cond": torch.tensor([0, 2, 1])} if config.get("num_classes") else {}
+    return [m.eval()(x, t.to(x.dtype), **cond) for m in (model, clone)]
+
+
+def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
+    conditional = objective.to_config().get("cond_field") is not None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if conditional:  # a model that takes labels
+            model = gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=1, num_heads=2, num_classes=3,
+                           parameterization="velocity")  # fmt: skip
+        else:
+            model = gf.MLPScoreNet(dim=2, hidden_size=8, depth=2, parameterization="velocity")
+    x, _ = _batch(5, (1, 2, 2) if conditional else (2,))
+    g = torch.Generator().manual_seed(6)
+    if hasattr(type(objective), "fields"):  # the named-batch Objective API
+        batch = {"x": x, "label": torch.arange(len(x)) % 3}
+        draws = objective.draw(len(x), {k: tuple(v.shape[1:]) for k, v in batch.items()}, g, dtype=x.dtype,
+                               device="cpu")  # fmt: skip
+        return [objective.loss(model, batch, draws)]
+    draws = objective.draw(len(x), tuple(x.shape[1:]), g, dtype=x.dtype, device="cpu")
+    return [objective.loss(model, x, None, draws)]
+
+
+def _dataset_outputs(loader: Any) -> list[torch.Tensor]:
+    data = loader.load(torch.Generator().manual_seed(7) if loader.takes_generator else None)
+    if isinstance(data, torch.Tensor):
+        return [data]
+    items = [data[i] for i in range(len(data))]
+    return [torch.stack([item[0] for item in items]), torch.tensor([int(item[1]) for item in items])]
+
+
+OUTPUTS: dict[str, Callable[..., list[torch.Tensor]]] = {
+    "process": _process_outputs,
+    "time grid": _grid_outputs,
+    "solver": _solver_outputs,
+    "objective": _objective_outputs,
+    "dataset": _dataset_outputs,
+}
+
+
+def _params(family: str, name: str) -> list[str]:
+    return list(inspect.signature(registries()[family].get(name).__init__).parameters)[1:]
+
+
+def test_every_entry_has_cases():
+    missing = []
+    for family, registry in registries().items():
+        if family not in CASES or (family not in OUTPUTS and family != "model"):
+            missing.append(f"family {family!r}: add it to CASES and OUTPUTS")
+            continue
+        for name in registry.names():
+            if not registry.get(name).__module__.startswith("genflow."):
+                continue  # not shipped with genflow
+            cases = CASES[family].get(name)
+            if not cases:
+                missing.append(f"{family} {name!r}: add non-default arguments to CASES")
+                continue
+            fixtures = {k: None for k in FIXTURES.get((family, name), [])}
+            covered = {key for case in cases for key in case(dict.fromkeys(fixtures, (None,)))}
+            uncovered = set(_params(family, name)) - covered - set(EXEMPT.get((family, name), {}))
+            if uncovered:
+                missing.append(f"{family} {name!r}: no case sets {sorted(uncovered)}")
+    assert not missing, "; ".join(missing)
+
+
+ENTRIES = [
+    pytest.param(family, name, i, id=f"{family}-{name}-{i}")
+    for family, entries in CASES.items()
+    for name, cases in entries.items()
+    for i in range(len(cases))
+]
+
+
+@pytest.mark.parametrize("family, name, index", ENTRIES)
+def test_round_trip_gives_identical_outputs(family, name, index, request):
+    registry = registries()[family]
+    if name not in registry:
+        pytest.skip(f"{name!r} is not registered in this build")
+    fixtures = {f: request.getfixturevalue(f) for f in FIXTURES.get((family, name), [])}
+    kwargs = CASES[family][name][index](fixtures)
+    if set(kwargs) - set(_params(family, name)):
+        pytest.skip(f"{name!r} takes no {sorted(set(kwargs) - set(_params(family, name)))} in this build")
+    defaults = {p: inspect.signature(registry.get(name).__init__).parameters[p].default for p in kwargs}
+    assert all(not _same(kwargs[p], defaults[p]) for p in kwargs), "every argument of a case must be non-default"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(index)
+        original = registry.create(name, **kwargs)
+    config = original.to_config()
+    clone = registry.from_config(json.loads(json.dumps(config)))  # through JSON, as a checkpoint stores it
+    assert type(clone) is type(original) and clone.to_config() == config
+    if family == "model":
+        a, b = _model_outputs(original, clone)
+        assert torch.equal(a, b)
+        return
+    for a, b in zip(OUTPUTS[family](original), OUTPUTS[family](clone), strict=True):
+        assert torch.equal(a, b)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, TypeError):
+        return False
