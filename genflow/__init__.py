@@ -30,6 +30,7 @@ from genflow.solver import (
     SRK,
     TIME_GRIDS,
     AdaptiveHeun,
+    AdaptiveODESolver,
     Bosh3,
     Denoiser,
     Dopri5,
@@ -37,6 +38,7 @@ from genflow.solver import (
     DPMSolverPP,
     Euler,
     EulerMaruyama,
+    FixedStepODESolver,
     Heun,
     KarrasGrid,
     LogSNRGrid,
@@ -47,6 +49,8 @@ from genflow.solver import (
     Solution,
     Solver,
     TimeGrid,
+    TorchdiffeqSolver,
+    TorchsdeSolver,
     UniformGrid,
 )
 from genflow.train import Trainer, load_checkpoint
@@ -116,4 +120,8 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "TorchdiffeqSolver",
+    "FixedStepODESolver",
+    "AdaptiveODESolver",
+    "TorchsdeSolver",
 ]

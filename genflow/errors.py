@@ -21,6 +21,9 @@ __all__ = [
     "ConfigError",
     "ParameterizationError",
     "GeneratorRequiredError",
+    "UnknownArgumentError",
+    "ToleranceError",
+    "StepLimitError",
 ]
 
 
@@ -78,3 +81,19 @@ class ParameterizationError(GenflowError, ValueError):
 
 class GeneratorRequiredError(GenflowError, TypeError):
     """A random draw was asked for without an explicit ``torch.Generator`` (no hidden global RNG)."""
+
+
+class UnknownArgumentError(ConfigError, TypeError):
+    """An unknown keyword argument; the message lists the accepted ones."""
+
+
+class ToleranceError(ConfigError):
+    """A solver tolerance the state's dtype cannot resolve (below its machine epsilon)."""
+
+
+class StepLimitError(GenflowError, RuntimeError):
+    """An adaptive solver used up its step budget; ``time`` is how far it got."""
+
+    def __init__(self, message: str, *, time: float | None = None) -> None:
+        super().__init__(message)
+        self.time = time

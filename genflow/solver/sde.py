@@ -23,6 +23,7 @@ Reference: Li et al. 2020, "Scalable Gradients for SDEs"; Kidger et al. 2021,
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -31,9 +32,9 @@ from torch import Tensor
 
 from genflow.errors import ComponentError, ShapeError
 from genflow.random import seed_from
-from genflow.solver.base import SOLVERS, CountingField, Solver, raise_if_nonfinite
+from genflow.solver.base import SDE, SOLVERS, CountingField, Solver, raise_if_nonfinite
 
-__all__ = ["EulerMaruyama", "Milstein", "SRK", "ReversibleHeun"]
+__all__ = ["TorchsdeSolver", "EulerMaruyama", "Milstein", "SRK", "ReversibleHeun"]
 
 
 class _TimeChangedSDE:
@@ -150,12 +151,24 @@ class _TimeChangedBrownian:
         return self.brownian(lo, hi) / scale**0.5
 
 
-class _TorchsdeSolver(Solver):
-    """Shared driver of the torchsde-backed solvers (abstract)."""
+class TorchsdeSolver(Solver):
+    """Abstract base of the torchsde-backed SDE solvers.
+
+    Integrates an :class:`~genflow.solver.base.SDE` (in a
+    :class:`~genflow.sampling.Sampler`, the model's reverse-time SDE) through
+    the time change described in the module docstring. A leaf declares the
+    torchsde method name as the class attribute ``method`` (the one abstract
+    hook) and, at class level, its numerics: ``strong_order``, ``weak_order``,
+    ``nfe_per_step``, and where they differ from the defaults ``sde_type``
+    (``"ito"`` or ``"stratonovich"``), ``levy_area`` (the Brownian motion's
+    Levy-area approximation the method needs) and ``evaluates_step_end``.
+
+    ``solve(..., brownian=...)`` takes a torchsde Brownian object over the
+    grid's range in ``t`` instead of drawing one from ``generator``.
+    """
 
     kind = "sde"
     is_stochastic = True
-    method: ClassVar[str]
     sde_type: ClassVar[str] = "ito"
     levy_area: ClassVar[str] = "none"
     evaluates_step_end: ClassVar[bool] = False
@@ -164,6 +177,15 @@ class _TorchsdeSolver(Solver):
 
     def __init__(self) -> None:
         pass
+
+    @property
+    @abstractmethod
+    def method(self) -> str:
+        """The ``method`` name passed to ``torchsde.sdeint`` (a leaf sets it as a class attribute)."""
+
+    def field_from(self, denoiser: Any) -> SDE:
+        """The reverse-time SDE driven by the model's score."""
+        return denoiser.reverse_sde()
 
     def _solve(self, sde, x, ts, *, generator, return_trajectory, brownian=None):
         if not (callable(getattr(sde, "drift", None)) and callable(getattr(sde, "diffusion", None))):
@@ -217,7 +239,7 @@ class _TorchsdeSolver(Solver):
 
 
 @SOLVERS.register("euler_maruyama")
-class EulerMaruyama(_TorchsdeSolver):
+class EulerMaruyama(TorchsdeSolver):
     """Euler-Maruyama: strong order 0.5 (1.0 for additive noise), weak order 1."""
 
     method = "euler"
@@ -227,7 +249,7 @@ class EulerMaruyama(_TorchsdeSolver):
 
 
 @SOLVERS.register("milstein")
-class Milstein(_TorchsdeSolver):
+class Milstein(TorchsdeSolver):
     """Ito Milstein method (diagonal noise): strong order 1, weak order 1."""
 
     method = "milstein"
@@ -237,7 +259,7 @@ class Milstein(_TorchsdeSolver):
 
 
 @SOLVERS.register("srk")
-class SRK(_TorchsdeSolver):
+class SRK(TorchsdeSolver):
     """Stochastic Runge-Kutta (Roessler's SRI2 for diagonal noise): strong order 1.5.
 
     Uses the space-time Levy area of the Brownian motion. torchsde's SRID2
@@ -253,7 +275,7 @@ class SRK(_TorchsdeSolver):
 
 
 @SOLVERS.register("reversible_heun")
-class ReversibleHeun(_TorchsdeSolver):
+class ReversibleHeun(TorchsdeSolver):
     """Reversible Heun (Stratonovich): strong order 0.5 (1.0 additive), weak order 1.
 
     One drift call per step plus one at the start of each torchsde call (so
