@@ -49,8 +49,11 @@ class _TimeChangedSDE:
         self.steps = ts[1:] - ts[:-1]
         # one host copy up front, so the per-call time change is plain float arithmetic
         self.ts_list, self.steps_list = ts.tolist(), self.steps.tolist()
+        self.ts_points = ts.unbind()  # 0-d tensors: t(s) = ts[k] + (s - k) h is one fused add
         self.time_range = (min(self.ts_list), max(self.ts_list))
         self.event_shape = event_shape
+        self.flat = len(event_shape) == 1  # torchsde's (batch, d) state is the state itself: no reshapes
+        self.last_time: tuple[Tensor | None, Any] = (None, None)  # (s, (t, h)): f and g share one time change
         self.segment: int | None = 0  # interval of a per-interval solve; None for one solve over the grid
         self.uniform = False  # set by the solver: one solve over a uniform grid needs no interval lookup
         self.drift = CountingField(sde.drift)
@@ -61,6 +64,7 @@ class _TimeChangedSDE:
     def sdeint(self, y0: Tensor, s_grid: Tensor, **kwargs: Any) -> Tensor:
         """``torchsde.sdeint`` on this SDE; its contract check (one f and one g call) costs no model call."""
         self.probing = True
+        self.last_time = (None, None)
         return torchsde.sdeint(self, y0, s_grid, **kwargs)
 
     def time(self, s: Tensor) -> tuple[Tensor, float | Tensor]:
@@ -70,16 +74,21 @@ class _TimeChangedSDE:
         non-uniform grid it is ``floor(s)``, which is exact for methods that only
         evaluate at the start of a step.
         """
+        if s is self.last_time[0]:  # torchsde asks f and g (or g twice) at the same s object
+            return self.last_time[1]
         if self.segment is not None or self.uniform:
             k = self.segment or 0
             h = self.steps_list[k]
-            return self.ts_list[k] + (s - k) * h, h
-        k = s.floor().long().clamp(0, self.steps.numel() - 1)
-        h = self.steps[k]
-        return self.ts[k] + (s - k.to(s.dtype)) * h, h
+            t = torch.add(self.ts_points[k], s if k == 0 else s - k, alpha=h)  # exact at s = k
+        else:
+            k = s.floor().long().clamp(0, self.steps.numel() - 1)
+            h = self.steps[k]
+            t = self.ts[k] + (s - k.to(s.dtype)) * h
+        self.last_time = (s, (t, h))
+        return t, h
 
     def _unflat(self, y: Tensor) -> Tensor:
-        return y.reshape(y.shape[0], *self.event_shape)
+        return y if self.flat else y.reshape(y.shape[0], *self.event_shape)
 
     def f(self, s: Tensor, y: Tensor) -> Tensor:
         if self.probing:
@@ -90,7 +99,7 @@ class _TimeChangedSDE:
         if self.sde_type == "stratonovich" and not self.additive:
             # Ito -> Stratonovich drift for diagonal noise: f - g dg/dx / 2, in solver time
             out = out - 0.5 * abs(h) * self._g_dg(x, t)
-        return out.reshape(y.shape)
+        return out if self.flat else out.reshape(y.shape)
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
         if self.probing:
@@ -105,7 +114,8 @@ class _TimeChangedSDE:
                     f"got {tuple(g.shape)}"
                 )
             self.checked_noise_shape = True
-        return (g * abs(h) ** 0.5).reshape(y.shape)
+        g = g * abs(h) ** 0.5
+        return g if self.flat else g.reshape(y.shape)
 
     def _g_dg(self, x: Tensor, t: Tensor) -> Tensor:
         keep_graph = torch.is_grad_enabled()  # read outside enable_grad: build a graph only if the caller wants one
