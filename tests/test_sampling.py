@@ -15,6 +15,7 @@ from genflow.errors import (
     NonFiniteError,
     ShapeError,
     TimeGridError,
+    TimeRangeError,
 )
 from genflow.testing import GaussianMixture, GaussianMixtureScore
 from tests.strategies import event_shapes, seeds
@@ -282,3 +283,22 @@ def test_python_api_bad_arguments_raise_typed_errors():
     lin.register_parameter("w", torch.nn.Parameter(torch.zeros(1)))  # parameters on the CPU
     with pytest.raises(ComponentError, match="parameters are on cpu"):
         gf.Sampler(process, lin, gf.DDIM()).sample((2, 2), 3, generator=gen, device="cuda")
+
+
+@pytest.mark.parametrize("solver", [gf.RK4(), gf.EulerMaruyama(), gf.DDIM()], ids=["rk4", "em", "ddim"])
+def test_process_time_checks_cost_nothing_per_step(solver, monkeypatch):
+    """Inside a solve the grid is already validated: the model's process calls skip their range checks."""
+    import genflow.process.base as process_base
+
+    checked = []
+    original = process_base.check_time_range
+    monkeypatch.setattr(process_base, "check_time_range", lambda t, name: checked.append(name) or original(t, name))
+    process = gf.VPProcess()
+    out = gf.Sampler(process, GaussianMixtureScore(MIXTURE, process), solver).sample(
+        (4, 2), 10, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.nfe >= 10
+    # two public calls outside the solve (the log-SNR grid's end points, the prior's start time), none per step
+    assert checked == ["VPProcess.log_snr: t", "VPProcess.prior: t"]
+    with pytest.raises(TimeRangeError):
+        process.sigma(torch.tensor([1.5]))  # outside a solve the check is on
