@@ -51,6 +51,7 @@ from genflow.solver import (
     SRK,
     TIME_GRIDS,
     AdaptiveHeun,
+    AdaptiveODESolver,
     Bosh3,
     Denoiser,
     Dopri5,
@@ -58,6 +59,7 @@ from genflow.solver import (
     DPMSolverPP,
     Euler,
     EulerMaruyama,
+    FixedStepODESolver,
     Heun,
     KarrasGrid,
     LogSNRGrid,
@@ -68,6 +70,8 @@ from genflow.solver import (
     Solution,
     Solver,
     TimeGrid,
+    TorchdiffeqSolver,
+    TorchsdeSolver,
     UniformGrid,
 )
 from genflow.train import Trainer, load_checkpoint
@@ -158,4 +162,8 @@ __all__ = [
     "SegmentEuler",
     "SegmentHeun",
     "classify",
+    "TorchdiffeqSolver",
+    "FixedStepODESolver",
+    "AdaptiveODESolver",
+    "TorchsdeSolver",
 ]

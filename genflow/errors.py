@@ -25,6 +25,8 @@ __all__ = [
     "LabelError",
     "UnknownArgumentError",
     "MissingArgumentError",
+    "ToleranceError",
+    "StepLimitError",
 ]
 
 
@@ -99,3 +101,13 @@ class UnknownArgumentError(ConfigError, TypeError):
 
 class MissingArgumentError(ConfigError, TypeError):
     """A component, loader or recipe section lacks a required argument; the message names it."""
+class ToleranceError(ConfigError):
+    """A solver tolerance the state's dtype cannot resolve (below its machine epsilon)."""
+
+
+class StepLimitError(GenflowError, RuntimeError):
+    """An adaptive solver used up its step budget; ``time`` is how far it got."""
+
+    def __init__(self, message: str, *, time: float | None = None) -> None:
+        super().__init__(message)
+        self.time = time

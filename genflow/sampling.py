@@ -1,11 +1,12 @@
 """The :class:`Sampler`: the single entry for generation.
 
 It composes a Gaussian :class:`~genflow.process.gaussian.GaussianProcess`, a
-:class:`~genflow.model.base.ScoreModel` and a :class:`~genflow.solver.base.Solver`
-and picks what the solver integrates from the solver's declared ``kind``: the
-probability-flow ODE for an ODE solver, the reverse-time SDE for an SDE solver,
-the model's ``(x0, eps)`` prediction for a native diffusion sampler. Every
-model call is counted.
+:class:`~genflow.model.base.ScoreModel` and a :class:`~genflow.solver.base.Solver`,
+wraps the model in a :class:`ModelDenoiser` and lets the solver pick what it
+integrates (:meth:`~genflow.solver.base.Solver.field_from`): the probability-flow
+velocity for an ODE solver, the reverse-time SDE for an SDE solver, the
+``(x0, eps)`` prediction for a native diffusion sampler, or anything a new
+solver family asks the denoiser for. Every model call is counted.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from genflow.errors import ComponentError, ShapeError
+from genflow.errors import ComponentError, DTypeError, NonFiniteError, ShapeError
 from genflow.model.base import ScoreModel
 from genflow.process.gaussian import GaussianProcess, ReverseSDE, check_parameterization
 from genflow.random import require_generator
 from genflow.solver.base import Solver, synchronize
 from genflow.solver.grids import TIME_GRIDS, TimeGrid
-from genflow.validation import check_instance
+from genflow.validation import check_device, check_float_dtype, check_instance, check_state, check_steps
 
 __all__ = ["Sampler", "SampleOutput", "ModelDenoiser"]
 
@@ -33,12 +35,18 @@ class ModelDenoiser:
 
     Counts model calls in ``calls``. Times are clamped into ``[0, 1]`` so
     round-off at a grid end never reaches the process outside its domain.
+    With ``checkpoint=True`` each model call runs under
+    ``torch.utils.checkpoint`` when gradients are being recorded: its
+    activations are recomputed in the backward pass instead of stored.
     """
 
-    def __init__(self, process: GaussianProcess, model: ScoreModel, cond: Any = None) -> None:
+    def __init__(
+        self, process: GaussianProcess, model: ScoreModel, cond: Any = None, *, checkpoint: bool = False
+    ) -> None:
         self.process = process
         self.model = model
         self.cond = cond
+        self.checkpoint = bool(checkpoint)
         self.calls = 0
 
     @staticmethod
@@ -49,12 +57,18 @@ class ModelDenoiser:
     def prediction(self, x: Tensor, t: Tensor) -> Tensor:
         """The model's raw output at ``(x, t)`` (one counted call); ``t`` as given by :meth:`_times`."""
         self.calls += 1
-        out = self.model(x, t, cond=self.cond) if self.cond is not None else self.model(x, t)
+        if self.checkpoint and torch.is_grad_enabled():
+            out = activation_checkpoint(self._model_call, x, t, use_reentrant=False)
+        else:
+            out = self._model_call(x, t)
         if out.shape != x.shape:
             raise ShapeError(
                 f"{type(self.model).__name__} returned shape {tuple(out.shape)}; expected {tuple(x.shape)}"
             )
         return out
+
+    def _model_call(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.model(x, t, cond=self.cond) if self.cond is not None else self.model(x, t)
 
     def _convert(self, x: Tensor, t: Tensor, target: str) -> Tensor:
         t = self._times(x, t)
@@ -105,8 +119,10 @@ class Sampler:
     Args:
         process: The Gaussian process the model was trained on.
         model: A :class:`ScoreModel` instance declaring its ``parameterization``.
-        solver: A :class:`Solver` instance of kind ``ode``, ``sde`` or ``diffusion``.
-        grid: A :class:`TimeGrid` or its registered name; default: the process's.
+        solver: A :class:`Solver` instance; it says what it integrates through
+            :meth:`~genflow.solver.base.Solver.field_from`.
+        grid: A :class:`TimeGrid` or its registered name; default: the solver's
+            declared ``default_grid``, else the process's.
         t_start: First time (noise side); default ``process.t_max``.
         t_end: Last time (data side); default ``process.t_min``.
         denoise_final: Return the model's ``x0`` prediction at ``t_end`` (one more call).
@@ -133,28 +149,16 @@ class Sampler:
         if parameterization is None:
             raise ComponentError(f"model {type(model).__name__} must declare a parameterization")
         check_parameterization(parameterization)
-        kind = getattr(solver, "kind", None)
-        if kind not in ("ode", "sde", "diffusion"):
-            raise ComponentError(
-                f"solver kind must be ode, sde or diffusion; {type(solver).__name__} declares {kind!r}"
-            )
-        grid = grid if grid is not None else process.default_grid
+        grid = grid or solver.default_grid or process.default_grid
         self.grid = TIME_GRIDS.create(grid) if isinstance(grid, str) else check_instance(grid, TimeGrid, "grid")
         self.t_start, self.t_end = t_start, t_end
         self.denoise_final = bool(denoise_final)
 
     def time_grid(self, steps: int, *, dtype: torch.dtype = torch.float64, device: Any = None) -> Tensor:
         """The decreasing grid of ``steps + 1`` times this sampler uses."""
+        check_steps(steps)
         return self.grid(self.process, steps, t_start=self.t_start, t_end=self.t_end, dtype=dtype, device=device)
 
-    def _field(self, denoiser: ModelDenoiser) -> Any:
-        if self.solver.kind == "ode":
-            return denoiser.velocity
-        if self.solver.kind == "sde":
-            return denoiser.reverse_sde()
-        return denoiser
-
-    @torch.no_grad()
     def sample(
         self,
         shape: tuple[int, ...],
@@ -167,61 +171,81 @@ class Sampler:
         dtype: torch.dtype | None = None,
         device: Any = None,
         x_init: Tensor | None = None,
+        grad: bool = False,
+        checkpoint: bool = False,
     ) -> SampleOutput:
         """Draw ``shape[0]`` samples of event shape ``shape[1:]``.
 
         Args:
             shape: ``(n, *event_shape)``.
-            steps: Grid steps (for adaptive ODE solvers, output times only).
+            steps: Grid steps, an int in ``[1, 100000]`` (for adaptive ODE solvers, output times only).
             generator: Randomness for the prior and stochastic solvers (required).
             batch_size: Generate in chunks of this size (bounded peak memory).
-            cond: Conditioning passed to the model, first dimension ``n``.
+            cond: Conditioning passed to the model: a tensor or a list/tuple
+                with one entry per sample.
             return_trajectory: Also return states at every grid time.
             dtype / device: Of the samples; default float32 (torch default) and
                 the model's device.
             x_init: Start states at the first grid time, shape ``shape`` (e.g. noised
                 data for SDEdit); default draws from ``process.prior`` at that time.
+            grad: Keep the autograd graph through the whole sampling chain
+                (gradients reach ``x_init``, ``cond`` and the model's parameters);
+                default off (``torch.no_grad``).
+            checkpoint: With ``grad``, recompute each model call's activations in
+                the backward pass instead of storing them (``torch.utils.checkpoint``):
+                memory per step drops to the states, at the cost of one more forward.
 
         Raises:
-            ShapeError: bad ``shape`` or ``batch_size``.
+            ShapeError: bad ``shape``, ``batch_size``, ``x_init`` or ``cond`` length.
+            TimeGridError: ``steps`` not an int in ``[1, 100000]``.
+            DTypeError: ``dtype`` not floating point, ``cond`` not a tensor/list/tuple,
+                ``x_init`` not a floating tensor.
+            ConfigError: a device that is not one, or ``meta``.
+            ComponentError: ``device`` differs from the model's parameters' device.
             GeneratorRequiredError: no ``generator``.
+            NonFiniteError: NaN or Inf in the states or the final ``x0`` prediction.
         """
         require_generator(generator, "Sampler.sample")
         shape = tuple(int(s) for s in shape)
         if len(shape) < 1 or shape[0] < 1:
             raise ShapeError(f"shape must be (n, *event_shape) with n >= 1; got {shape}")
+        check_steps(steps)
         n = shape[0]
-        if x_init is not None and tuple(x_init.shape) != shape:
+        if x_init is not None and tuple(check_state(x_init, "x_init").shape) != shape:
             raise ShapeError(f"x_init must have the sample shape {shape}; got {tuple(x_init.shape)}")
-        if cond is not None and len(cond) != n:
-            raise ShapeError(f"cond must have one entry per sample ({n}); got {len(cond)}")
+        if cond is not None:
+            if not isinstance(cond, (Tensor, list, tuple)):
+                raise DTypeError(f"cond must be a torch.Tensor or a list/tuple with one entry per sample; got "
+                                 f"{type(cond).__name__}")  # fmt: skip
+            if len(cond) != n:
+                raise ShapeError(f"cond must have one entry per sample ({n}); got {len(cond)}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ShapeError(f"batch_size must be a positive int or None; got {batch_size!r}")
         chunk = batch_size or n
-        if device is None:
-            param = next(iter(self.model.parameters()), None)
-            device = param.device if param is not None else torch.device("cpu")
-        dtype = dtype or torch.get_default_dtype()
+        device = self._device(device)
+        dtype = check_float_dtype(dtype or torch.get_default_dtype())
         ts = self.time_grid(steps, dtype=dtype, device=device)
         start = time.perf_counter()
         samples, trajectories, nfe, calls = [], [], 0, 0
-        for lo in range(0, n, chunk):
-            b = min(chunk, n - lo)
-            denoiser = ModelDenoiser(self.process, self.model, None if cond is None else cond[lo : lo + b])
-            if x_init is None:
-                x = self.process.prior((b, *shape[1:]), generator, t=float(ts[0]), dtype=dtype, device=device)
-            else:
-                x = x_init[lo : lo + b].to(device=device, dtype=dtype)
-            sol = self.solver.solve(
-                self._field(denoiser), x, ts, generator=generator, return_trajectory=return_trajectory
-            )
-            x = sol.x
-            if self.denoise_final:
-                x = denoiser.predict(x, ts[-1])[0]
-            samples.append(x)
-            if return_trajectory:
-                trajectories.append(sol.trajectory)
-            nfe, calls = max(nfe, denoiser.calls), calls + denoiser.calls
+        with torch.set_grad_enabled(bool(grad)):
+            for lo in range(0, n, chunk):
+                b = min(chunk, n - lo)
+                part = None if cond is None else cond[lo : lo + b]
+                denoiser = ModelDenoiser(self.process, self.model, part, checkpoint=checkpoint)
+                if x_init is None:
+                    x = self.process.prior((b, *shape[1:]), generator, t=float(ts[0]), dtype=dtype, device=device)
+                else:
+                    x = x_init[lo : lo + b].to(device=device, dtype=dtype)
+                sol = self.solver.solve(
+                    self.solver.field_from(denoiser), x, ts, generator=generator, return_trajectory=return_trajectory
+                )
+                x = sol.x
+                if self.denoise_final:
+                    x = self._denoised(denoiser, x, ts[-1])
+                samples.append(x)
+                if return_trajectory:
+                    trajectories.append(sol.trajectory)
+                nfe, calls = max(nfe, denoiser.calls), calls + denoiser.calls
         out = torch.cat(samples)
         synchronize(out)
         return SampleOutput(
@@ -232,3 +256,31 @@ class Sampler:
             ts=ts,
             trajectory=torch.cat(trajectories, dim=1) if return_trajectory else None,
         )
+
+    def _device(self, device: Any) -> torch.device:
+        """The sampling device: ``device`` if given (it must hold the model), else the model's."""
+        param = next(iter(self.model.parameters()), None)
+        if device is None:
+            return param.device if param is not None else torch.device("cpu")
+        device = check_device(device)
+        if param is not None and (
+            param.device.type != device.type or (device.index is not None and param.device.index != device.index)
+        ):
+            raise ComponentError(
+                f"the model's parameters are on {param.device} but device={str(device)!r} was asked: "
+                f"move the model first (model.to({str(device)!r})) or leave device=None"
+            )
+        return device
+
+    @staticmethod
+    def _denoised(denoiser: ModelDenoiser, x: Tensor, t_end: Tensor) -> Tensor:
+        """The model's ``x0`` prediction at the last grid time, checked for NaN and Inf."""
+        x0 = denoiser.predict(x, t_end)[0]
+        if not bool(torch.isfinite(x0).all()):
+            t = float(t_end)
+            raise NonFiniteError(
+                f"the final x0 prediction (denoise_final=True) at t={t:.6g} contains NaN or Inf; the model's "
+                f"{denoiser.model.parameterization!r} output may be singular there (try t_end > 0)",
+                time=t,
+            )
+        return x0

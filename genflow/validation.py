@@ -8,20 +8,55 @@ where stated (checks on values, not shapes, need one device-to-host copy).
 from __future__ import annotations
 
 import inspect
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from genflow.errors import ComponentError, DTypeError, ShapeError, TimeGridError, TimeRangeError
+from genflow.errors import ComponentError, ConfigError, DTypeError, ShapeError, TimeGridError, TimeRangeError
 
 __all__ = [
+    "MAX_STEPS",
     "check_state",
     "check_time",
     "check_time_range",
     "check_time_grid",
     "check_instance",
+    "check_steps",
+    "check_float_dtype",
+    "check_device",
+    "times_validated",
+    "times_are_validated",
 ]
+
+MAX_STEPS = 100_000
+"""Largest number of grid steps a sampler or time grid accepts (a larger request is almost surely a typo)."""
+
+_STATE = threading.local()
+
+
+@contextmanager
+def times_validated() -> Iterator[None]:
+    """Declare that every time passed to a process inside this block was already range-checked.
+
+    Process methods check their times on every public call (one device-to-host
+    copy each); a solver validates its grid once and runs its loop inside this
+    block so that the model calls it makes skip the per-call check. Nested
+    blocks are allowed; the state is per thread.
+    """
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+
+
+def times_are_validated() -> bool:
+    """Whether the caller is inside :func:`times_validated` (then range checks are skipped)."""
+    return getattr(_STATE, "depth", 0) > 0
 
 
 def check_state(x: Any, name: str = "x") -> Tensor:
@@ -58,14 +93,25 @@ def check_time(t: Any, batch: int, *, like: Tensor, name: str = "t") -> Tensor:
     return t
 
 
-def check_time_range(t: Tensor, name: str = "t") -> None:
-    """Raise :class:`TimeRangeError` unless every entry of ``t`` is in ``[0, 1]`` (one sync)."""
-    if t.numel() == 0:
-        return
-    if not bool(torch.isfinite(t).all()):
-        raise TimeRangeError(f"{name} must be finite and in [0, 1]; got non-finite values {t.flatten()[:8].tolist()}")
-    lo, hi = float(t.min()), float(t.max())
-    if lo < 0.0 or hi > 1.0:
+def check_time_range(t: Tensor | float, name: str = "t") -> None:
+    """Raise :class:`TimeRangeError` unless every entry of ``t`` is a finite time in ``[0, 1]``.
+
+    A Python number costs nothing; a tensor costs one reduction and one
+    device-to-host copy (NaN propagates through the min/max and fails the test).
+    """
+    if isinstance(t, Tensor):
+        if t.numel() == 0:
+            return
+        lo_t, hi_t = torch.aminmax(t.detach().reshape(-1))
+        lo, hi = float(lo_t), float(hi_t)
+    else:
+        try:
+            lo = hi = float(t)
+        except (TypeError, ValueError) as err:
+            raise TimeRangeError(f"{name} must be a time in [0, 1]; got {type(t).__name__}") from err
+    if not (0.0 <= lo and hi <= 1.0):  # False for NaN too
+        if lo != lo or hi != hi:
+            raise TimeRangeError(f"{name} must be finite and in [0, 1]; got NaN")
         raise TimeRangeError(f"{name} must lie in [0, 1] (t=0 data, t=1 noise); got values in [{lo:.6g}, {hi:.6g}]")
 
 
@@ -123,3 +169,44 @@ def check_instance(obj: Any, base: type, name: str) -> Any:
     if not isinstance(obj, base):
         raise ComponentError(f"{name} must be an instance of {base.__name__}; got {type(obj).__name__}")
     return obj
+
+
+def check_steps(steps: Any, name: str = "steps") -> int:
+    """Check a step count: an ``int`` in ``[1, MAX_STEPS]`` (checked before anything is allocated).
+
+    Raises:
+        TimeGridError: not an int (``bool`` included), below 1 or above :data:`MAX_STEPS`.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TimeGridError(f"{name} must be an integer in [1, {MAX_STEPS}]; got {type(steps).__name__} {steps!r}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise TimeGridError(f"{name} must be an integer in [1, {MAX_STEPS}]; got {steps}")
+    return steps
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """Check that ``dtype`` is a floating-point ``torch.dtype``.
+
+    Raises:
+        DTypeError: not a ``torch.dtype``, or not floating point (e.g. ``torch.int64``).
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise DTypeError(f"{name} must be a floating-point torch.dtype (e.g. torch.float32); got {dtype!r}")
+    return dtype
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """Parse ``device`` and refuse devices that hold no data.
+
+    Raises:
+        ConfigError: not a device, an unknown device string, or ``meta``.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"{name} must be a torch.device or a device string like 'cpu' or 'cuda:0'; got {device!r}"
+        ) from err
+    if parsed.type == "meta":
+        raise ConfigError(f"{name} 'meta' holds no data, so nothing can be sampled on it; use 'cpu' or an accelerator")
+    return parsed

@@ -49,10 +49,13 @@ def test_registering_twice_or_abstract_fails():
         gf.SOLVERS.register("not_a_solver")(int)
 
     class NoKind(gf.Solver):
+        def field_from(self, denoiser):
+            return denoiser.velocity
+
         def _solve(self, field, x, ts, *, generator):
             return x, None, 0
 
-    with pytest.raises(RegistryError, match="must declare kind as one of ode, sde, diffusion; got None"):
+    with pytest.raises(RegistryError, match="must declare kind, a short family name such as 'ode'; got None"):
         gf.SOLVERS.register("no_kind")(NoKind)
     assert "no_kind" not in gf.SOLVERS
 

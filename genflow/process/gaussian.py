@@ -26,6 +26,7 @@ from torch import Tensor
 from genflow.errors import ComponentError, ParameterizationError
 from genflow.process.base import Process, broadcast_time
 from genflow.random import standard_normal
+from genflow.validation import times_validated
 
 __all__ = ["GaussianProcess", "PARAMETERIZATIONS", "ForwardSDE", "ReverseSDE", "ProbabilityFlowODE"]
 
@@ -78,11 +79,12 @@ class GaussianProcess(Process):
         lam = torch.as_tensor(lam, dtype=torch.float64)
         lo = torch.full_like(lam, self.t_min)
         hi = torch.full_like(lam, self.t_max)
-        for _ in range(64):
-            mid = 0.5 * (lo + hi)
-            above = self.log_snr(mid) > lam  # log_snr decreases in t: the root is to the right
-            lo = torch.where(above, mid, lo)
-            hi = torch.where(above, hi, mid)
+        with times_validated():  # every bisection point lies in [t_min, t_max]
+            for _ in range(64):
+                mid = 0.5 * (lo + hi)
+                above = self.log_snr(mid) > lam  # log_snr decreases in t: the root is to the right
+                lo = torch.where(above, mid, lo)
+                hi = torch.where(above, hi, mid)
         return 0.5 * (lo + hi)
 
     def diffusion_squared(self, t: Tensor) -> Tensor:

@@ -3,8 +3,20 @@
 from genflow.solver.base import SDE, SOLVERS, Denoiser, Solution, Solver
 from genflow.solver.diffusion import DDIM, DDPM, DPMSolverPP
 from genflow.solver.grids import TIME_GRIDS, KarrasGrid, LogSNRGrid, QuadraticGrid, TimeGrid, UniformGrid
-from genflow.solver.ode import RK4, AdaptiveHeun, Bosh3, Dopri5, Dopri8, Euler, Heun, Midpoint
-from genflow.solver.sde import SRK, EulerMaruyama, Milstein, ReversibleHeun
+from genflow.solver.ode import (
+    RK4,
+    AdaptiveHeun,
+    AdaptiveODESolver,
+    Bosh3,
+    Dopri5,
+    Dopri8,
+    Euler,
+    FixedStepODESolver,
+    Heun,
+    Midpoint,
+    TorchdiffeqSolver,
+)
+from genflow.solver.sde import SRK, EulerMaruyama, Milstein, ReversibleHeun, TorchsdeSolver
 
 __all__ = [
     "SOLVERS",
@@ -33,4 +45,8 @@ __all__ = [
     "DDPM",
     "DDIM",
     "DPMSolverPP",
+    "TorchdiffeqSolver",
+    "FixedStepODESolver",
+    "AdaptiveODESolver",
+    "TorchsdeSolver",
 ]

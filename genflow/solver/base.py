@@ -1,17 +1,22 @@
 """The :class:`Solver` ABC, the :class:`Solution` it returns, and the field protocols.
 
 A solver integrates over a time grid ``ts`` (1-D, strictly monotone, in
-``[0, 1]``; samplers run it decreasing, from noise to data). What it integrates
-depends on its declared ``kind``:
+``[0, 1]``; samplers run it decreasing, from noise to data). Each solver says
+what it integrates through :meth:`Solver.field_from`, which the
+:class:`~genflow.sampling.Sampler` calls with its model adapter; the backend
+families answer:
 
-* ``"ode"``: a vector field ``field(x, t) -> dx/dt``;
-* ``"sde"``: an object with ``drift(x, t)`` and ``diffusion(x, t)`` (Ito,
-  diagonal noise, same shape as ``x``), optionally ``additive_noise = True``;
-* ``"diffusion"``: a :class:`Denoiser` (a process plus an ``(x0, eps)``
-  prediction), for samplers that use the process's schedule.
+* ODE solvers (:class:`~genflow.solver.ode.TorchdiffeqSolver`): a vector field
+  ``field(x, t) -> dx/dt`` (the probability-flow velocity);
+* SDE solvers (:class:`~genflow.solver.sde.TorchsdeSolver`): an :class:`SDE`,
+  an object with ``drift(x, t)`` and ``diffusion(x, t)`` (Ito, diagonal noise,
+  same shape as ``x``), optionally ``additive_noise = True``;
+* native diffusion samplers: a :class:`Denoiser` (a process plus an
+  ``(x0, eps)`` prediction), for samplers that use the process's schedule.
 
-Solvers declare their numerics as data (``order``, ``strong_order``,
-``weak_order``, ``nfe_per_step``, ``is_stochastic``); tests read them.
+Solvers declare their numerics as class data (``kind``, ``order``,
+``strong_order``, ``weak_order``, ``nfe_per_step``, ``is_stochastic``,
+``default_grid``); tests and registration checks read them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import torch
 from torch import Tensor
 
 from genflow.config import Configurable
-from genflow.errors import NonFiniteError, RegistryError, ShapeError
+from genflow.errors import NonFiniteError, RegistryError, ShapeError, UnknownArgumentError
 from genflow.registry import Registry
-from genflow.validation import check_state, check_time_grid
+from genflow.validation import check_state, check_time_grid, times_validated
 
 __all__ = [
     "Solver",
@@ -134,13 +139,19 @@ def raise_if_nonfinite(states: Tensor, ts: Tensor, what: str = "state") -> None:
 class Solver(Configurable, ABC):
     """Integrates a field, an SDE or a denoiser over a monotone time grid.
 
-    Subclasses declare:
-        kind: ``"ode"``, ``"sde"`` or ``"diffusion"``.
+    Subclasses implement :meth:`field_from` (what they integrate, given a
+    :class:`~genflow.sampling.ModelDenoiser`) and :meth:`_solve`, and declare at
+    class level:
+        kind: A short name of the solver family (``"ode"``, ``"sde"``,
+            ``"diffusion"`` for genflow's own); documentation only, nothing
+            dispatches on it.
         order: Global order of an ODE method (``None`` for SDE solvers).
         strong_order / weak_order: Orders of an SDE method (general diagonal noise).
         nfe_per_step: Field evaluations per step (for adaptive solvers, per attempt).
         is_stochastic: Whether the result depends on a generator.
         adaptive: Whether it chooses its own steps (then ``ts`` are output times).
+        default_grid: Name of the time grid (in ``TIME_GRIDS``) the sampler uses
+            with this solver when none is given; ``None`` defers to the process.
     """
 
     kind: ClassVar[str]
@@ -152,6 +163,19 @@ class Solver(Configurable, ABC):
     adaptive: ClassVar[bool] = False
     ode_twin: ClassVar[str | None] = None
     """For SDE solvers: the registered ODE solver this one reduces to at zero diffusion (None if none)."""
+    default_grid: ClassVar[str | None] = None
+
+    @abstractmethod
+    def field_from(self, denoiser: Any) -> Any:
+        """What this solver integrates when sampling from a model.
+
+        Args:
+            denoiser: A :class:`~genflow.sampling.ModelDenoiser` (``process``,
+                ``predict``, ``score``, ``velocity``, ``reverse_sde()``, ``calls``).
+
+        Returns:
+            The ``field`` argument :meth:`solve` expects (e.g. ``denoiser.velocity``).
+        """
 
     def solve(
         self,
@@ -178,6 +202,7 @@ class Solver(Configurable, ABC):
 
         Raises:
             DTypeError / ShapeError: bad ``x``.
+            UnknownArgumentError: an option not in ``solve_options`` (a ``TypeError``).
             TimeGridError / TimeRangeError: bad ``ts``.
             NonFiniteError: NaN or Inf produced, with the time it appeared.
             GeneratorRequiredError: a stochastic solver without ``generator`` (or ``brownian``).
@@ -186,7 +211,7 @@ class Solver(Configurable, ABC):
         ts = check_time_grid(ts, like=x)
         unknown = set(options) - set(self.solve_options)
         if unknown:
-            raise TypeError(
+            raise UnknownArgumentError(
                 f"{type(self).__name__}.solve() got unexpected option(s) {sorted(unknown)}; "
                 f"accepted: {sorted(self.solve_options) or '(none)'}"
             )
@@ -194,9 +219,10 @@ class Solver(Configurable, ABC):
             traj = x.unsqueeze(0) if return_trajectory else None
             return Solution(x=x, ts=ts, trajectory=traj, nfe=0, seconds=0.0)
         start = time.perf_counter()
-        final, trajectory, nfe = self._solve(
-            field, x, ts, generator=generator, return_trajectory=return_trajectory, **options
-        )
+        with times_validated():  # ts is range-checked: the field's process calls skip their own checks
+            final, trajectory, nfe = self._solve(
+                field, x, ts, generator=generator, return_trajectory=return_trajectory, **options
+            )
         synchronize(final)
         seconds = time.perf_counter() - start
         if final.shape != x.shape:
@@ -230,18 +256,19 @@ class Solver(Configurable, ABC):
         return f"{type(self).__name__}({args})"
 
 
-SOLVER_KINDS = ("ode", "sde", "diffusion")
-
-
 def _check_declarations(cls: type[Solver]) -> None:
     """Registration-time check that a solver declares its numerics (diffrax-style)."""
     kind = getattr(cls, "kind", None)
-    if kind not in SOLVER_KINDS:
-        raise RegistryError(f"{cls.__name__} must declare kind as one of {', '.join(SOLVER_KINDS)}; got {kind!r}")
+    if not (isinstance(kind, str) and kind.isidentifier()):
+        raise RegistryError(f"{cls.__name__} must declare kind, a short family name such as 'ode'; got {kind!r}")
     if kind == "sde" and (cls.strong_order is None or cls.weak_order is None):
         raise RegistryError(f"SDE solver {cls.__name__} must declare strong_order and weak_order")
+    if kind == "ode" and cls.order is None:
+        raise RegistryError(f"ODE solver {cls.__name__} must declare its order")
     if not (isinstance(cls.nfe_per_step, int) and cls.nfe_per_step >= 1):
         raise RegistryError(f"{cls.__name__}.nfe_per_step must be an int >= 1; got {cls.nfe_per_step!r}")
+    if cls.default_grid is not None and not isinstance(cls.default_grid, str):
+        raise RegistryError(f"{cls.__name__}.default_grid must be a time-grid name or None; got {cls.default_grid!r}")
 
 
 SOLVERS: Registry[Solver] = Registry("solver", Solver, check=_check_declarations)

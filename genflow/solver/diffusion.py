@@ -30,6 +30,10 @@ class _DiffusionSampler(Solver):
     kind = "diffusion"
     nfe_per_step = 1
 
+    def field_from(self, denoiser):
+        """The denoiser itself: these samplers use the process's schedule and the ``(x0, eps)`` prediction."""
+        return denoiser
+
     def _solve(self, denoiser, x, ts, *, generator, return_trajectory):
         process = getattr(denoiser, "process", None)
         if not isinstance(process, GaussianProcess) or not callable(getattr(denoiser, "predict", None)):

@@ -20,7 +20,7 @@ from genflow.config import Configurable
 from genflow.errors import ConfigError, TimeGridError
 from genflow.process.gaussian import GaussianProcess
 from genflow.registry import Registry
-from genflow.validation import check_instance
+from genflow.validation import check_instance, check_steps
 
 __all__ = ["TimeGrid", "TIME_GRIDS", "UniformGrid", "QuadraticGrid", "LogSNRGrid", "KarrasGrid"]
 
@@ -43,11 +43,11 @@ class TimeGrid(Configurable, ABC):
         Defaults are the process's ``t_max`` and ``t_min``.
 
         Raises:
-            TimeGridError: ``steps < 1``, ``t_start <= t_end`` or times outside ``[0, 1]``.
+            TimeGridError: ``steps`` not an int in ``[1, MAX_STEPS]`` (checked before anything is
+                allocated), ``t_start <= t_end`` or times outside ``[0, 1]``.
         """
         check_instance(process, GaussianProcess, "process")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise TimeGridError(f"steps must be an integer >= 1; got {steps!r}")
+        check_steps(steps)
         t_start = process.t_max if t_start is None else float(t_start)
         t_end = process.t_min if t_end is None else float(t_end)
         if not 0.0 <= t_end < t_start <= 1.0:

@@ -23,6 +23,7 @@ Reference: Li et al. 2020, "Scalable Gradients for SDEs"; Kidger et al. 2021,
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -31,9 +32,9 @@ from torch import Tensor
 
 from genflow.errors import ComponentError, ShapeError
 from genflow.random import seed_from
-from genflow.solver.base import SOLVERS, CountingField, Solver, raise_if_nonfinite
+from genflow.solver.base import SDE, SOLVERS, CountingField, Solver, raise_if_nonfinite
 
-__all__ = ["EulerMaruyama", "Milstein", "SRK", "ReversibleHeun"]
+__all__ = ["TorchsdeSolver", "EulerMaruyama", "Milstein", "SRK", "ReversibleHeun"]
 
 
 class _TimeChangedSDE:
@@ -48,8 +49,11 @@ class _TimeChangedSDE:
         self.steps = ts[1:] - ts[:-1]
         # one host copy up front, so the per-call time change is plain float arithmetic
         self.ts_list, self.steps_list = ts.tolist(), self.steps.tolist()
+        self.ts_points = ts.unbind()  # 0-d tensors: t(s) = ts[k] + (s - k) h is one fused add
         self.time_range = (min(self.ts_list), max(self.ts_list))
         self.event_shape = event_shape
+        self.flat = len(event_shape) == 1  # torchsde's (batch, d) state is the state itself: no reshapes
+        self.last_time: tuple[Tensor | None, Any] = (None, None)  # (s, (t, h)): f and g share one time change
         self.segment: int | None = 0  # interval of a per-interval solve; None for one solve over the grid
         self.uniform = False  # set by the solver: one solve over a uniform grid needs no interval lookup
         self.drift = CountingField(sde.drift)
@@ -60,6 +64,7 @@ class _TimeChangedSDE:
     def sdeint(self, y0: Tensor, s_grid: Tensor, **kwargs: Any) -> Tensor:
         """``torchsde.sdeint`` on this SDE; its contract check (one f and one g call) costs no model call."""
         self.probing = True
+        self.last_time = (None, None)
         return torchsde.sdeint(self, y0, s_grid, **kwargs)
 
     def time(self, s: Tensor) -> tuple[Tensor, float | Tensor]:
@@ -69,16 +74,21 @@ class _TimeChangedSDE:
         non-uniform grid it is ``floor(s)``, which is exact for methods that only
         evaluate at the start of a step.
         """
+        if s is self.last_time[0]:  # torchsde asks f and g (or g twice) at the same s object
+            return self.last_time[1]
         if self.segment is not None or self.uniform:
             k = self.segment or 0
             h = self.steps_list[k]
-            return self.ts_list[k] + (s - k) * h, h
-        k = s.floor().long().clamp(0, self.steps.numel() - 1)
-        h = self.steps[k]
-        return self.ts[k] + (s - k.to(s.dtype)) * h, h
+            t = torch.add(self.ts_points[k], s if k == 0 else s - k, alpha=h)  # exact at s = k
+        else:
+            k = s.floor().long().clamp(0, self.steps.numel() - 1)
+            h = self.steps[k]
+            t = self.ts[k] + (s - k.to(s.dtype)) * h
+        self.last_time = (s, (t, h))
+        return t, h
 
     def _unflat(self, y: Tensor) -> Tensor:
-        return y.reshape(y.shape[0], *self.event_shape)
+        return y if self.flat else y.reshape(y.shape[0], *self.event_shape)
 
     def f(self, s: Tensor, y: Tensor) -> Tensor:
         if self.probing:
@@ -89,7 +99,7 @@ class _TimeChangedSDE:
         if self.sde_type == "stratonovich" and not self.additive:
             # Ito -> Stratonovich drift for diagonal noise: f - g dg/dx / 2, in solver time
             out = out - 0.5 * abs(h) * self._g_dg(x, t)
-        return out.reshape(y.shape)
+        return out if self.flat else out.reshape(y.shape)
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
         if self.probing:
@@ -104,7 +114,8 @@ class _TimeChangedSDE:
                     f"got {tuple(g.shape)}"
                 )
             self.checked_noise_shape = True
-        return (g * abs(h) ** 0.5).reshape(y.shape)
+        g = g * abs(h) ** 0.5
+        return g if self.flat else g.reshape(y.shape)
 
     def _g_dg(self, x: Tensor, t: Tensor) -> Tensor:
         keep_graph = torch.is_grad_enabled()  # read outside enable_grad: build a graph only if the caller wants one
@@ -150,12 +161,24 @@ class _TimeChangedBrownian:
         return self.brownian(lo, hi) / scale**0.5
 
 
-class _TorchsdeSolver(Solver):
-    """Shared driver of the torchsde-backed solvers (abstract)."""
+class TorchsdeSolver(Solver):
+    """Abstract base of the torchsde-backed SDE solvers.
+
+    Integrates an :class:`~genflow.solver.base.SDE` (in a
+    :class:`~genflow.sampling.Sampler`, the model's reverse-time SDE) through
+    the time change described in the module docstring. A leaf declares the
+    torchsde method name as the class attribute ``method`` (the one abstract
+    hook) and, at class level, its numerics: ``strong_order``, ``weak_order``,
+    ``nfe_per_step``, and where they differ from the defaults ``sde_type``
+    (``"ito"`` or ``"stratonovich"``), ``levy_area`` (the Brownian motion's
+    Levy-area approximation the method needs) and ``evaluates_step_end``.
+
+    ``solve(..., brownian=...)`` takes a torchsde Brownian object over the
+    grid's range in ``t`` instead of drawing one from ``generator``.
+    """
 
     kind = "sde"
     is_stochastic = True
-    method: ClassVar[str]
     sde_type: ClassVar[str] = "ito"
     levy_area: ClassVar[str] = "none"
     evaluates_step_end: ClassVar[bool] = False
@@ -164,6 +187,15 @@ class _TorchsdeSolver(Solver):
 
     def __init__(self) -> None:
         pass
+
+    @property
+    @abstractmethod
+    def method(self) -> str:
+        """The ``method`` name passed to ``torchsde.sdeint`` (a leaf sets it as a class attribute)."""
+
+    def field_from(self, denoiser: Any) -> SDE:
+        """The reverse-time SDE driven by the model's score."""
+        return denoiser.reverse_sde()
 
     def _solve(self, sde, x, ts, *, generator, return_trajectory, brownian=None):
         if not (callable(getattr(sde, "drift", None)) and callable(getattr(sde, "diffusion", None))):
@@ -217,7 +249,7 @@ class _TorchsdeSolver(Solver):
 
 
 @SOLVERS.register("euler_maruyama")
-class EulerMaruyama(_TorchsdeSolver):
+class EulerMaruyama(TorchsdeSolver):
     """Euler-Maruyama: strong order 0.5 (1.0 for additive noise), weak order 1."""
 
     method = "euler"
@@ -227,7 +259,7 @@ class EulerMaruyama(_TorchsdeSolver):
 
 
 @SOLVERS.register("milstein")
-class Milstein(_TorchsdeSolver):
+class Milstein(TorchsdeSolver):
     """Ito Milstein method (diagonal noise): strong order 1, weak order 1."""
 
     method = "milstein"
@@ -237,7 +269,7 @@ class Milstein(_TorchsdeSolver):
 
 
 @SOLVERS.register("srk")
-class SRK(_TorchsdeSolver):
+class SRK(TorchsdeSolver):
     """Stochastic Runge-Kutta (Roessler's SRI2 for diagonal noise): strong order 1.5.
 
     Uses the space-time Levy area of the Brownian motion. torchsde's SRID2
@@ -253,7 +285,7 @@ class SRK(_TorchsdeSolver):
 
 
 @SOLVERS.register("reversible_heun")
-class ReversibleHeun(_TorchsdeSolver):
+class ReversibleHeun(TorchsdeSolver):
     """Reversible Heun (Stratonovich): strong order 0.5 (1.0 additive), weak order 1.
 
     One drift call per step plus one at the start of each torchsde call (so

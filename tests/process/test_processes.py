@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import genflow as gf
-from genflow.errors import ComponentError, ConfigError, ParameterizationError, ShapeError
+from genflow.errors import ComponentError, ConfigError, ParameterizationError, ShapeError, TimeRangeError
 from tests.strategies import batch_sizes, event_shapes, gaussian_processes, inner_times
 
 PROCS = gaussian_processes()
@@ -92,18 +94,62 @@ def test_forward_sde_reproduces_marginals(name):
     assert float(sol.x.std()) == pytest.approx(std_b, rel=0.03)
 
 
-@pytest.mark.parametrize("name", NAMES)
+def _discrete_log_alpha(t: float) -> float:
+    """log alpha of the 1000 linear DDPM betas of ``gaussian_processes()`` (float32 ``linspace``, as built there):
+    log of sqrt(prod(1 - beta)), linear in t between steps n/N."""
+    betas = torch.linspace(1e-4, 0.02, 1000).double().numpy()
+    knots = np.concatenate([[0.0], 0.5 * np.cumsum(np.log1p(-betas))])
+    return float(np.interp(t, np.arange(1001) / 1000.0, knots))
+
+
+def _vp_integral(t: float) -> float:
+    return 0.1 * t + 0.5 * 19.9 * t**2  # int_0^t beta for beta in [0.1, 20]
+
+
+def _cosine_alpha(t: float) -> float:
+    f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731 (Nichol & Dhariwal eq. 17)
+    return math.sqrt(f(t) / f(0.0))
+
+
+# (alpha(t), sigma(t)) written from the papers, independently of genflow's code
+CLOSED_FORMS = {
+    "vp": lambda t: (math.exp(-0.5 * _vp_integral(t)), math.sqrt(1.0 - math.exp(-_vp_integral(t)))),
+    "vp_cosine": lambda t: (_cosine_alpha(t), math.sqrt(1.0 - _cosine_alpha(t) ** 2)),
+    "vp_discrete": lambda t: (math.exp(_discrete_log_alpha(t)), math.sqrt(1.0 - math.exp(2 * _discrete_log_alpha(t)))),
+    "ve": lambda t: (1.0, 0.01 * 5000.0**t),
+    "subvp": lambda t: (math.exp(-0.5 * _vp_integral(t)), 1.0 - math.exp(-_vp_integral(t))),
+    "linear_interpolant": lambda t: (1.0 - t, t),
+}
+
+
+def test_every_gaussian_process_has_a_closed_form_oracle():
+    assert set(CLOSED_FORMS) == set(NAMES), "add the new process's closed form to CLOSED_FORMS"
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORMS))
 @given(shape=event_shapes, batch=batch_sizes, t=inner_times)
-def test_marginal_shapes_and_sample(name, shape, batch, t):
+def test_sample_and_marginal_match_the_closed_form(name, shape, batch, t):
     proc = PROCS[name]
-    x0 = torch.randn(batch, *shape, dtype=torch.float64)
-    mean, std = proc.marginal(x0, t)
-    assert mean.shape == x0.shape
-    assert (mean + std * torch.zeros_like(x0)).shape == x0.shape
-    noise = torch.randn_like(x0)
-    assert torch.allclose(proc.sample(x0, t, noise), mean + std * noise)
-    per_sample = proc.marginal(x0, torch.full((batch,), t, dtype=torch.float64))[0]
-    assert torch.allclose(per_sample, mean)
+    alpha, sigma = CLOSED_FORMS[name](t)
+    gen = torch.Generator().manual_seed(batch)
+    x0 = torch.randn(batch, *shape, generator=gen, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    expected = alpha * x0 + sigma * noise
+    assert torch.allclose(proc.sample(x0, t, noise), expected, rtol=1e-7, atol=1e-9)
+    mean, std = proc.marginal(x0, torch.full((batch,), t, dtype=torch.float64))  # per-sample times
+    assert mean.shape == x0.shape and (mean + std * noise).shape == x0.shape
+    assert torch.allclose(mean, alpha * x0, rtol=1e-7, atol=1e-9)
+    assert torch.allclose(std, torch.full_like(std, sigma), rtol=1e-7, atol=1e-9)
+
+
+def test_brownian_bridge_sample_matches_the_closed_form():
+    bb = gf.BrownianBridge(beta=0.3)
+    gen = torch.Generator().manual_seed(0)
+    x0, x1, noise = (torch.randn(5, 2, 3, generator=gen, dtype=torch.float64) for _ in range(3))
+    t = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0], dtype=torch.float64)
+    tb = t.reshape(5, 1, 1)
+    expected = (1 - tb) * x0 + tb * x1 + (0.3 * tb * (1 - tb)).sqrt() * noise  # I2SB eq. (11)
+    assert torch.allclose(bb.sample(x0, t, noise, x1=x1), expected, atol=1e-12)
 
 
 PARAMS = gf.PARAMETERIZATIONS
@@ -225,3 +271,92 @@ def test_vp_linear_closed_form_inverse(lam):
     t = vp.t_from_log_snr(torch.tensor(lam, dtype=torch.float64))
     if 0.0 < float(t) <= 1.0:
         assert float(vp.log_snr(t)) == pytest.approx(lam, abs=1e-8)
+
+
+# ---------------------------------------------------------------- times outside [0, 1]
+_X = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64).reshape(3, 2)
+_OK = torch.full((3,), 0.4, dtype=torch.float64)
+
+
+def _bridge_kw(proc):
+    return {"x1": _X + 1.0} if isinstance(proc, gf.BrownianBridge) else {}
+
+
+# How to call each public method that takes a time; ``t`` / ``s`` are the times under test.
+_CALLS = {
+    "marginal": lambda p, t, s: p.marginal(_X, t, **_bridge_kw(p)),
+    "sample": lambda p, t, s: p.sample(_X, t, torch.zeros_like(_X), **_bridge_kw(p)),
+    "prior": lambda p, t, s: p.prior((3, 2), torch.Generator(), t=t[1] if torch.is_tensor(t) and t.ndim else t),
+    "posterior": lambda p, t, s: p.posterior(_X, _X, t, s),
+    "alpha": lambda p, t, s: p.alpha(t),
+    "sigma": lambda p, t, s: p.sigma(t),
+    "log_alpha_derivative": lambda p, t, s: p.log_alpha_derivative(t),
+    "sigma2_derivative": lambda p, t, s: p.sigma2_derivative(t),
+    "diffusion_squared": lambda p, t, s: p.diffusion_squared(t),
+    "log_snr": lambda p, t, s: p.log_snr(t),
+    "to_x0_eps": lambda p, t, s: p.to_x0_eps(_X, "eps", _X, t),
+    "from_x0_eps": lambda p, t, s: p.from_x0_eps(_X, _X, "v", _X, t),
+    "convert": lambda p, t, s: p.convert(_X, "eps", "velocity", _X, t),
+    "x0_from_eps": lambda p, t, s: p.x0_from_eps(_X, _X, t),
+    "eps_from_x0": lambda p, t, s: p.eps_from_x0(_X, _X, t),
+}
+_FIELD_CALLS = {  # the SDE and ODE objects a Gaussian process builds
+    "forward_sde().drift": lambda p, t: p.forward_sde().drift(_X, t),
+    "forward_sde().diffusion": lambda p, t: p.forward_sde().diffusion(_X, t),
+    "reverse_sde().drift": lambda p, t: p.reverse_sde(lambda x, t_: -x).drift(_X, t),
+    "probability_flow()": lambda p, t: p.probability_flow(lambda x, t_: -x)(_X, t),
+}
+_BAD_TIMES = [1.5, -0.25, torch.tensor([0.5, 1.0 + 1e-6, 0.2], dtype=torch.float64),
+              torch.tensor([0.5, float("nan"), 0.2], dtype=torch.float64), torch.tensor(-1e-9)]  # fmt: skip
+
+
+def _all_processes():
+    procs = dict(gaussian_processes())
+    procs.update({n: gf.PROCESSES.create(n) for n in gf.PROCESSES.names() if n not in procs})
+    return procs
+
+
+ALL_PROCS = _all_processes()
+
+
+def _timed_methods(proc):
+    """Every public method of ``proc`` with a parameter named t or s (found by signature, so none is missed)."""
+    found = []
+    for attr in dir(proc):
+        fn = getattr(proc, attr, None)
+        if attr.startswith("_") or not inspect.ismethod(fn):
+            continue
+        if {"t", "s"} & set(inspect.signature(fn).parameters):
+            found.append(attr)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(ALL_PROCS))
+def test_every_public_method_refuses_times_outside_0_1(name):
+    proc = ALL_PROCS[name]
+    methods = _timed_methods(proc)
+    assert set(methods) <= set(_CALLS), f"add a call for {sorted(set(methods) - set(_CALLS))} to this test"
+    assert {"marginal", "sample"} <= set(methods)
+    for method in methods:
+        call = _CALLS[method]
+        call(proc, _OK, _OK * 0.5)  # in range: no error
+        for bad in _BAD_TIMES:
+            with pytest.raises(TimeRangeError, match=r"\[0, 1\]"):
+                call(proc, bad, _OK * 0.5)
+            if method == "posterior":
+                with pytest.raises(TimeRangeError, match="s must"):
+                    call(proc, _OK, bad)
+    if isinstance(proc, gf.GaussianProcess):
+        for what, call in _FIELD_CALLS.items():
+            call(proc, _OK)
+            with pytest.raises(TimeRangeError):
+                call(proc, torch.tensor(1.5, dtype=torch.float64))
+            assert what
+
+
+def test_the_issue_example_and_the_end_points():
+    x = torch.zeros(2, 3)
+    with pytest.raises(TimeRangeError, match="VPProcess.marginal: t must lie in"):
+        gf.VPProcess().marginal(x, torch.tensor(1.5))
+    for t in (0.0, 1.0, torch.tensor([0.0, 1.0])):  # both ends are inside the domain
+        gf.VPProcess().marginal(x, t)

@@ -52,7 +52,10 @@ def test_uniform_and_quadratic_grids():
 
 def test_bad_grid_requests():
     vp = gf.VPProcess()
-    with pytest.raises(TimeGridError, match="integer >= 1"):
+    with pytest.raises(TimeGridError, match=r"steps must be an integer in \[1, 100000\]; got 0"):
         gf.UniformGrid()(vp, 0)
+    with pytest.raises(TimeGridError, match=r"steps must be an integer in \[1, 100000\]; got 100000000"):
+        gf.UniformGrid()(vp, 100_000_000)  # refused before a 100-million-point grid is allocated
+    assert gf.UniformGrid()(vp, 100_000).shape == (100_001,)
     with pytest.raises(TimeGridError, match="t_end < t_start"):
         gf.UniformGrid()(vp, 5, t_start=0.2, t_end=0.5)

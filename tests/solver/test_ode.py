@@ -11,7 +11,14 @@ import torch
 from hypothesis import given
 
 import genflow as gf
-from genflow.errors import ComponentError, NonFiniteError
+from genflow.errors import (
+    ComponentError,
+    ConfigError,
+    NonFiniteError,
+    StepLimitError,
+    ToleranceError,
+    UnknownArgumentError,
+)
 from genflow.testing import LinearODE
 from tests.strategies import ADAPTIVE_ODE_SOLVERS, FIXED_ODE_SOLVERS, ODE_SOLVERS, batch_sizes, dtypes, event_shapes
 
@@ -167,3 +174,68 @@ def test_adjoint_with_a_plain_function_field_is_refused():
     sol = gf.RK4(adjoint=True).solve(lambda x, t: lin(x), x0, torch.linspace(0, 1, 5), adjoint_params=lin.parameters())
     sol.x.sum().backward()
     assert lin.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ADAPTIVE_ODE_SOLVERS)
+def test_tolerance_below_the_dtype_resolution_is_refused_before_any_call(name):
+    calls = []
+
+    def field(x, t):
+        calls.append(1)
+        return -x
+
+    solver = gf.SOLVERS.create(name, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ToleranceError, match=r"rtol=1e-12.*torch.float32.*eps 1\.19e-07"):
+        solver.solve(field, X0.float(), torch.linspace(1.0, 0.0, 3))
+    assert calls == []
+    assert solver.odeint_options(X0, torch.linspace(1.0, 0.0, 3))["rtol"] == 1e-12  # float64 resolves it
+
+
+def test_adaptive_solve_stops_at_max_steps_with_the_time_reached():
+    calls = []
+
+    def stiff(x, t):  # a stiff decay: explicit error control takes thousands of tiny steps
+        calls.append(float(t))
+        return -5e4 * (x - torch.cos(t))
+
+    solver = gf.Dopri5(rtol=1e-6, atol=1e-6, max_steps=50)
+    with pytest.raises(StepLimitError, match="stopped at t=") as info:
+        solver.solve(stiff, X0, torch.linspace(0.0, 1.0, 3, dtype=torch.float64))
+    assert len(calls) == 50 * gf.Dopri5.nfe_per_step + 2  # the limit's calls, then the refused one is not made
+    assert min(calls[-6:]) <= info.value.time < 1.0  # the time of the call it refused, inside the last attempt
+    with pytest.raises(ConfigError, match="max_steps"):
+        gf.Dopri5(max_steps=0)
+
+
+def test_progress_bar_leaves_the_result_unchanged(capsys):
+    ts = torch.linspace(1.0, 0.0, 5, dtype=torch.float64)
+    quiet = gf.Dopri5(rtol=1e-7, atol=1e-7).solve(PROBLEM, X0, ts)
+    shown = gf.Dopri5(rtol=1e-7, atol=1e-7, progress=True).solve(PROBLEM, X0, ts)
+    assert torch.equal(quiet.x, shown.x) and quiet.nfe == shown.nfe
+    assert "Dopri5" in capsys.readouterr().err
+    assert gf.Dopri5(progress=True).to_config()["progress"] is True
+
+
+def test_unknown_solve_option_is_a_typed_type_error():
+    with pytest.raises(UnknownArgumentError, match=r"\['tolerance_typo'\]; accepted: \['adjoint_params'\]") as info:
+        gf.RK4().solve(PROBLEM, X0, torch.linspace(0, 1, 3), tolerance_typo=1e-3)
+    assert isinstance(info.value, TypeError)
+
+
+def test_backend_bases_are_public_and_abstract():
+    for base in (gf.TorchdiffeqSolver, gf.FixedStepODESolver, gf.AdaptiveODESolver):
+        with pytest.raises(TypeError, match="abstract.*method"):
+            base()
+
+    class MyHeun3(gf.FixedStepODESolver):  # a new leaf declares the torchdiffeq method and its numerics only
+        method = "heun3"
+        order = 3
+        nfe_per_step = 3
+
+    steps = [8, 16, 32]
+    errors = [float((MyHeun3().solve(PROBLEM, X0, torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)).x
+                     - PROBLEM.solution(X0, 0.0, 1.0)).abs().max()) for n in steps]  # fmt: skip
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - MyHeun3.order) < 0.3
+    ode = gf.TorchdiffeqSolver.field_from(MyHeun3(), gf.ModelDenoiser(gf.VPProcess(), None))
+    assert ode.__func__ is gf.ModelDenoiser.velocity
