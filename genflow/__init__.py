@@ -32,9 +32,11 @@ from genflow.solver import (
     AdaptiveHeun,
     Bosh3,
     Denoiser,
+    DiffusionSampler,
     Dopri5,
     Dopri8,
     DPMSolverPP,
+    EDMHeun,
     Euler,
     EulerMaruyama,
     Heun,
@@ -116,4 +118,6 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "load_recipe",
+    "DiffusionSampler",
+    "EDMHeun",
 ]

@@ -12,6 +12,8 @@ import torch
 import genflow as gf
 from genflow.errors import ComponentError, ConfigError, TimeGridError
 from genflow.sampling import ModelDenoiser
+from genflow.solver.diffusion import SamplerRun
+from genflow.solver.grid_schedule import GridPredictor, GridSchedule
 from genflow.testing import GaussianMixture, GaussianMixtureScore
 
 MIXTURE = GaussianMixture(
@@ -177,6 +179,17 @@ class _PolynomialDenoiser:
         return float(sig(s)) / float(sig(t)) * x + float(sig(s)) * integral
 
 
+def _one_step(solver, den, ts, k):
+    """Step ``k`` of ``solver`` on grid ``ts`` from the exact history of ``den`` (x is irrelevant to it)."""
+    x = torch.tensor([[0.7, -1.1]], dtype=torch.float64)
+    schedule = GridSchedule(den.process, ts)
+    run = SamplerRun(schedule, GridPredictor(den, schedule, x), None)
+    run.history = [den.predict(x, ts[i].reshape(1))[0] for i in range(k + 1)]
+    run.plan = solver._prepare(schedule)
+    x0, eps = den.predict(x, ts[k].reshape(1))
+    return solver._step(x, x0, eps, k, run), den.exact(x, ts[k], ts[k + 1])
+
+
 @pytest.mark.parametrize("order", [1, 3])
 def test_dpm_solver_step_is_exact_for_polynomials_of_its_degree(order):
     """The 1st and 3rd order updates integrate an x0 prediction of degree order - 1 in lambda exactly.
@@ -184,18 +197,10 @@ def test_dpm_solver_step_is_exact_for_polynomials_of_its_degree(order):
     (2M is the paper's Algorithm 2, a midpoint-type update: second order, not exact for linear x0.)
     """
     process = gf.VPProcess()
-    den = _PolynomialDenoiser(process, [0.3, -0.4, 0.25][:order])
-    ts = torch.tensor([0.9, 0.75, 0.6, 0.4], dtype=torch.float64)  # non-uniform in lambda
-    k = order - 1
-    x = torch.tensor([[0.7, -1.1]], dtype=torch.float64)
-    history = [den.predict(x, ts[i].reshape(1))[0] for i in range(k + 1)]  # x is irrelevant to the prediction
+    ts = torch.tensor([0.9, 0.75, 0.6, 0.4], dtype=torch.float64)  # non-uniform in lambda, ratios < 2
     solver = gf.DPMSolverPP(order=order, lower_order_final=False)
-    x0, eps = den.predict(x, ts[k].reshape(1))
-    out = solver._step(process, x, x0, eps, history, ts, k, ts[k].reshape(1), ts[k + 1].reshape(1), None)
-    assert torch.allclose(out, den.exact(x, ts[k], ts[k + 1]), atol=1e-12)
+    out, exact = _one_step(solver, _PolynomialDenoiser(process, [0.3, -0.4, 0.25][:order]), ts, order - 1)
+    assert torch.allclose(out, exact, atol=1e-12)
     if order == 3:  # one degree more is not exact: the test can fail
-        den4 = _PolynomialDenoiser(process, [0.3, -0.4, 0.25, 0.2])
-        hist4 = [den4.predict(x, ts[i].reshape(1))[0] for i in range(3)]
-        x0, eps = den4.predict(x, ts[2].reshape(1))
-        out4 = solver._step(process, x, x0, eps, hist4, ts, 2, ts[2].reshape(1), ts[3].reshape(1), None)
-        assert not torch.allclose(out4, den4.exact(x, ts[2], ts[3]), atol=1e-8)
+        out4, exact4 = _one_step(solver, _PolynomialDenoiser(process, [0.3, -0.4, 0.25, 0.2]), ts, 2)
+        assert not torch.allclose(out4, exact4, atol=1e-8)
