@@ -120,7 +120,6 @@ class DiffusionSampler(Solver):
 class DDPM(DiffusionSampler):
     """Ancestral sampling from the posterior ``q(x_s | x_t, x0_hat)`` (Ho et al. 2020, eq. 6-7)."""
 
-    order = 1
     is_stochastic = True
     default_grid = "uniform"
 
