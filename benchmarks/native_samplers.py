@@ -114,7 +114,7 @@ def main() -> None:
     rows = []
     for model_name, core, shape in [("0.1 x", Scaled(), (4096, 2)), ("MLP 3-256-2", MLP(), (256, 2))]:
         for label, solver, scheduler, steps in [
-            ("DDIM", gf.DDIM(), DDIMScheduler(**BETAS, timestep_spacing="trailing"), 50),
+            ("DDIM", gf.DDIM(), DDIMScheduler(**BETAS, timestep_spacing="trailing", clip_sample=False), 50),
             ("DPM-Solver++(2M)", gf.DPMSolverPP(order=2), DPMSolverMultistepScheduler(
                 **BETAS, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
                 final_sigmas_type="zero"), 20),

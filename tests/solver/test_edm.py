@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -35,3 +38,16 @@ def test_one_step_is_the_euler_step_of_ddim():
     x = process.prior((32, 2), torch.Generator().manual_seed(1), dtype=torch.float64)
     ts = torch.tensor([0.7, 0.3], dtype=torch.float64)
     assert torch.allclose(gf.EDMHeun().solve(denoiser, x, ts).x, gf.DDIM().solve(denoiser, x, ts).x, atol=1e-12)
+
+
+def test_the_worked_example_in_extending_md_runs(capsys):
+    """docs/extending.md's EDM block runs as written and matches genflow's edm_heun."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "extending.md"
+    block = doc.read_text().split("## Worked example: EDM's Heun sampler", 1)[1]
+    code = re.findall(r"```python\n(.*?)```", block, flags=re.S)[0]
+    if "my_edm_heun" in gf.SOLVERS:  # a second run in the same session
+        code = code.replace('@gf.SOLVERS.register("my_edm_heun")\n', "")
+    exec(compile(code, "extending.md[edm]", "exec"), {"__name__": "__docs__"})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[:2] for line in lines] == [["VPProcess", "35"], ["VEProcess", "35"]]
+    assert all(line.endswith("True") for line in lines)
