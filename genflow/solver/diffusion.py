@@ -121,7 +121,7 @@ class DDPM(DiffusionSampler):
     """Ancestral sampling from the posterior ``q(x_s | x_t, x0_hat)`` (Ho et al. 2020, eq. 6-7)."""
 
     is_stochastic = True
-    default_grid = "uniform"
+    default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md
 
     def __init__(self) -> None:
         pass

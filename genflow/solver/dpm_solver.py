@@ -56,7 +56,7 @@ class DPMSolverPP(DiffusionSampler):
     """
 
     order: ClassVar[int] = 2  # the family's default member; each leaf declares its own order
-    default_grid = "logsnr"
+    default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md (1 and 2M: uniform; 3M: logsnr)
     max_step_ratio: ClassVar[float] = 2.0
 
     def __new__(cls, order: int | None = None, lower_order_final: bool = True) -> DPMSolverPP:
@@ -134,6 +134,7 @@ class DPMSolverPP3M(DPMSolverPP):
     """DPM-Solver++(3M) with the consistent second divided difference."""
 
     order = 3
+    default_grid = "logsnr"
 
 
 _LEAVES: dict[int, type[DPMSolverPP]] = {1: DPMSolverPP1, 2: DPMSolverPP2M, 3: DPMSolverPP3M}

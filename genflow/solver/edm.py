@@ -40,7 +40,7 @@ class EDMHeun(DiffusionSampler):
 
     order = 2
     nfe_per_step = 2
-    default_grid = "karras"
+    default_grid = "karras"  # measured: tied with uniform in docs/benchmarks/default_grids.md
 
     def __init__(self) -> None:
         pass
