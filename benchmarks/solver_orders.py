@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -78,19 +79,19 @@ def sde_orders() -> list[tuple[str, float, float, float]]:
     return rows
 
 
-class ReferenceDPMSolverPP3M(gf.DPMSolverPP):
+class ReferenceDPMSolverPP3M(gf.DPMSolverPP3M):
     """The widely copied 3M update: our step with half the second difference (for comparison only)."""
 
-    def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
-        out = super()._step(process, x, x0, eps, history, ts, k, t, s, generator)
-        if self._step_order(process, ts, k) < 3:
+    def _step(self, x, x0, eps, k, run):
+        out = super()._step(x, x0, eps, k, run)
+        if run.plan[k] < 3:
             return out
-        lam = process.log_snr
-        h = lam(ts[k + 1]) - lam(ts[k])
-        r0, r1 = (lam(ts[k]) - lam(ts[k - 1])) / h, (lam(ts[k - 1]) - lam(ts[k - 2])) / h
+        lam, history = run.schedule.log_snr, run.history
+        h = lam[k + 1] - lam[k]
+        r0, r1 = (lam[k] - lam[k - 1]) / h, (lam[k - 1] - lam[k - 2]) / h
         d2 = 2.0 * ((history[-1] - history[-2]) / r0 - (history[-2] - history[-3]) / r1) / (r0 + r1)
-        phi3 = (torch.expm1(-h) / h + 1.0) / h - 0.5
-        return out + 0.5 * process.alpha(s).reshape(-1, 1) * phi3 * d2  # undo half of the -alpha phi3 d2 term
+        phi3 = (math.expm1(-h) / h + 1.0) / h - 0.5
+        return out + 0.5 * run.schedule.alpha[k + 1] * phi3 * d2  # undo half of the -alpha phi3 d2 term
 
 
 def dpm_orders() -> list[tuple[str, float]]:
@@ -108,7 +109,7 @@ def dpm_orders() -> list[tuple[str, float]]:
         (f"DPM-Solver++({o}{'M' if o > 1 else ''})", gf.DPMSolverPP(order=o, lower_order_final=False))
         for o in (1, 2, 3)
     ]
-    solvers.append(("reference 3M update (half D2)", ReferenceDPMSolverPP3M(order=3, lower_order_final=False)))
+    solvers.append(("reference 3M update (half D2)", ReferenceDPMSolverPP3M(lower_order_final=False)))
     for label, solver in solvers:
         errs = []
         for n in steps:

@@ -1,7 +1,9 @@
 """Solvers: ODE (torchdiffeq), SDE (torchsde) and native diffusion samplers, plus time grids."""
 
 from genflow.solver.base import SDE, SOLVERS, Denoiser, Solution, Solver
-from genflow.solver.diffusion import DDIM, DDPM, DPMSolverPP
+from genflow.solver.diffusion import DDIM, DDPM, DeterministicDDIM, DiffusionSampler, StochasticDDIM
+from genflow.solver.dpm_solver import DPMSolverPP, DPMSolverPP1, DPMSolverPP2M, DPMSolverPP3M
+from genflow.solver.edm import EDMHeun
 from genflow.solver.grids import TIME_GRIDS, KarrasGrid, LogSNRGrid, QuadraticGrid, TimeGrid, UniformGrid
 from genflow.solver.ode import (
     RK4,
@@ -49,4 +51,11 @@ __all__ = [
     "FixedStepODESolver",
     "AdaptiveODESolver",
     "TorchsdeSolver",
+    "DiffusionSampler",
+    "DeterministicDDIM",
+    "StochasticDDIM",
+    "DPMSolverPP1",
+    "DPMSolverPP2M",
+    "DPMSolverPP3M",
+    "EDMHeun",
 ]

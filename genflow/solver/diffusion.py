@@ -1,17 +1,23 @@
 """Native diffusion samplers that use the process's schedule ``(alpha, sigma)``.
 
 They integrate a :class:`~genflow.solver.base.Denoiser` (a Gaussian process and
-an ``(x0, eps)`` prediction) over a decreasing grid, one model call per step.
+an ``(x0, eps)`` prediction) over a decreasing grid. :class:`DiffusionSampler`
+is the public abstract base: it validates the denoiser and the grid, reads the
+schedule once per solve (:class:`~genflow.solver.grid_schedule.GridSchedule`),
+calls the model once at the start of every step and hands the step to the one
+hook :meth:`DiffusionSampler._step`. Numerics are declared on the class.
 
 References:
     Ho et al. 2020, "Denoising Diffusion Probabilistic Models" (ancestral sampling);
-    Song et al. 2021a, "Denoising Diffusion Implicit Models", eq. (12) and (16);
-    Lu et al. 2022b, "DPM-Solver++", Algorithms 2 and the third-order multistep update.
+    Song et al. 2021a, "Denoising Diffusion Implicit Models", eq. (12) and (16).
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,12 +26,42 @@ from genflow.errors import ComponentError, ConfigError, TimeGridError
 from genflow.process.gaussian import GaussianProcess
 from genflow.random import standard_normal
 from genflow.solver.base import SOLVERS, Solver, raise_if_nonfinite
+from genflow.solver.grid_schedule import GridPredictor, GridSchedule
 
-__all__ = ["DDPM", "DDIM", "DPMSolverPP"]
+__all__ = ["DiffusionSampler", "SamplerRun", "DDPM", "DDIM", "DeterministicDDIM", "StochasticDDIM"]
 
 
-class _DiffusionSampler(Solver):
-    """Shared driver: validates the denoiser and grid, runs :meth:`_step`, checks finiteness."""
+@dataclass
+class SamplerRun:
+    """What a step may use besides the state: the schedule, the model, earlier predictions, randomness.
+
+    Attributes:
+        schedule: ``alpha``, ``sigma``, ``log_snr`` at every grid point (floats).
+        predict: ``predict(x, k) -> (x0, eps)`` at grid point ``k`` (one counted model call).
+        generator: The solve's generator (``None`` for deterministic samplers).
+        history: ``x0`` predictions of the steps so far, newest last (at most 3 kept).
+        plan: Per-solve data a sampler prepares in :meth:`DiffusionSampler._prepare`.
+    """
+
+    schedule: GridSchedule
+    predict: GridPredictor
+    generator: torch.Generator | None
+    history: list[Tensor] = field(default_factory=list)
+    plan: Any = None
+
+    def noise(self, like: Tensor, where: str) -> Tensor:
+        """Standard normal noise shaped like ``like`` from the run's generator."""
+        return standard_normal(like.shape, self.generator, dtype=like.dtype, device=like.device, where=where)
+
+
+class DiffusionSampler(Solver):
+    """Abstract base of the native diffusion samplers (kind ``"diffusion"``).
+
+    A subclass implements :meth:`_step` and declares its numerics on the class:
+    ``order``, ``is_stochastic``, ``nfe_per_step`` and ``default_grid`` (the
+    registered time grid it was measured to work best on, used when the user
+    names none). Per-solve precomputation goes in :meth:`_prepare`.
+    """
 
     kind = "diffusion"
     nfe_per_step = 1
@@ -45,132 +81,110 @@ class _DiffusionSampler(Solver):
             raise TimeGridError(
                 f"{type(self).__name__} samples from noise to data: ts must decrease; got {ts.tolist()[:8]}"
             )
-        batch = x.shape[0]
+        schedule = GridSchedule(process, ts)
+        predictor = GridPredictor(denoiser, schedule, x)
+        run = SamplerRun(schedule, predictor, generator)
+        run.plan = self._prepare(schedule)
         states, finite = [x], [torch.isfinite(x).all()]  # states kept only for a requested trajectory
-        history: list[Tensor] = []  # x0 predictions, newest last (multistep methods)
-        nfe = 0
-        for k in range(ts.numel() - 1):
-            t, s = ts[k].expand(batch), ts[k + 1].expand(batch)
-            x0, eps = denoiser.predict(x, t)
-            nfe += 1
-            history = (history + [x0])[-3:]
-            x = self._step(process, x, x0, eps, history, ts, k, t, s, generator)
+        for k in range(schedule.steps):
+            x0, eps = predictor(x, k)
+            run.history = (run.history + [x0])[-3:]
+            x = self._step(x, x0, eps, k, run)
             if return_trajectory:
                 states.append(x)
             finite.append(torch.isfinite(x).all())  # flags stay on device: one sync at the end
         raise_if_nonfinite(torch.stack(finite), ts)
-        return x, torch.stack(states) if return_trajectory else None, nfe
+        return x, torch.stack(states) if return_trajectory else None, predictor.calls
+
+    def _prepare(self, schedule: GridSchedule) -> Any:
+        """Per-solve data computed once from the grid's schedule (default: none)."""
+        return None
 
     @abstractmethod
-    def _step(self, process, x, x0, eps, history, ts, k, t, s, generator) -> Tensor:
-        """One step from ``ts[k]`` to ``ts[k + 1]`` given the prediction ``(x0, eps)`` at ``x``."""
+    def _step(self, x: Tensor, x0: Tensor, eps: Tensor, k: int, run: SamplerRun) -> Tensor:
+        """One step from ``ts[k]`` to ``ts[k + 1]`` given the prediction ``(x0, eps)`` at ``x``.
 
+        Args:
+            x: State at ``ts[k]``.
+            x0 / eps: The model's prediction at ``(x, ts[k])``.
+            k: Step index.
+            run: The schedule, further model calls, earlier predictions and the generator.
 
-def _alpha_sigma(process: GaussianProcess, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-    shape = (-1,) + (1,) * (like.ndim - 1)
-    return process.alpha(t).reshape(shape), process.sigma(t).reshape(shape)
+        Returns:
+            The state at ``ts[k + 1]``.
+        """
 
 
 @SOLVERS.register("ddpm")
-class DDPM(_DiffusionSampler):
+class DDPM(DiffusionSampler):
     """Ancestral sampling from the posterior ``q(x_s | x_t, x0_hat)`` (Ho et al. 2020, eq. 6-7)."""
 
     is_stochastic = True
+    default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md
 
     def __init__(self) -> None:
         pass
 
-    def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
-        mean, std = process.posterior(x0, x, t, s)
-        return mean + std * standard_normal(x.shape, generator, dtype=x.dtype, device=x.device, where="DDPM.solve")
+    def _prepare(self, schedule):
+        return schedule.posterior_coefficients()
+
+    def _step(self, x, x0, eps, k, run):
+        c_xt, c_x0, std = (column[k] for column in run.plan)
+        return c_xt * x + c_x0 * x0 + std * run.noise(x, "DDPM.solve")
 
 
 @SOLVERS.register("ddim")
-class DDIM(_DiffusionSampler):
+class DDIM(DiffusionSampler):
     """DDIM with stochasticity ``eta`` (0: deterministic, 1: the DDPM posterior).
 
     ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z`` with
     ``c = eta sigma_s sqrt(1 - exp(2 (lambda_t - lambda_s)))`` (Song et al. 2021a, eq. 12, 16).
 
+    ``DDIM(eta)`` is the registered family name: it builds a
+    :class:`DeterministicDDIM` for ``eta == 0`` and a :class:`StochasticDDIM`
+    otherwise, so that ``is_stochastic`` is a true class-level declaration of
+    every instance. Configs keep the name ``ddim``.
+
     Args:
         eta: Noise scale in ``[0, 1]``.
+
+    Raises:
+        ConfigError: ``eta`` outside ``[0, 1]``, or not matching the leaf built directly.
     """
 
     order = 1
+    is_stochastic = True  # the family: some members draw noise; each leaf declares its own value
+    default_grid = "uniform"
+
+    def __new__(cls, eta: float = 0.0) -> DDIM:
+        if cls is DDIM:
+            cls = DeterministicDDIM if eta == 0 else StochasticDDIM
+        return super().__new__(cls)
 
     def __init__(self, eta: float = 0.0) -> None:
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"DDIM eta must be in [0, 1]; got {eta}")
+        if (eta > 0) != self.is_stochastic:
+            raise ConfigError(f"{type(self).__name__} needs eta {'> 0' if self.is_stochastic else '= 0'}; got {eta}")
         self.eta = float(eta)
-        self.is_stochastic = self.eta > 0
 
-    def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
-        a_s, s_s = _alpha_sigma(process, s, x)
-        if self.eta == 0.0:
+    def _step(self, x, x0, eps, k, run):
+        a_s, s_s = run.schedule.alpha[k + 1], run.schedule.sigma[k + 1]
+        if not self.is_stochastic:
             return a_s * x0 + s_s * eps
-        ratio = torch.exp(2.0 * (process.log_snr(t) - process.log_snr(s))).reshape(a_s.shape)
-        c = self.eta * s_s * (1.0 - ratio).clamp_min(0.0).sqrt()
-        z = standard_normal(x.shape, generator, dtype=x.dtype, device=x.device, where="DDIM(eta > 0).solve")
-        return a_s * x0 + (s_s**2 - c**2).clamp_min(0.0).sqrt() * eps + c * z
+        ratio = math.exp(2.0 * (run.schedule.log_snr[k] - run.schedule.log_snr[k + 1]))
+        c = self.eta * s_s * max(1.0 - ratio, 0.0) ** 0.5
+        z = run.noise(x, "DDIM(eta > 0).solve")
+        return a_s * x0 + max(s_s * s_s - c * c, 0.0) ** 0.5 * eps + c * z
 
 
-@SOLVERS.register("dpm_solver_pp")
-class DPMSolverPP(_DiffusionSampler):
-    """DPM-Solver++ multistep in data prediction, order 1, 2 or 3 (Lu et al. 2022b).
+class DeterministicDDIM(DDIM):
+    """DDIM with ``eta = 0``: the first-order exponential integrator of the probability-flow ODE."""
 
-    The first steps warm up with lower orders; with ``lower_order_final`` the
-    last steps of a short run (< 15 steps) lower the order too, and a final step
-    to ``sigma = 0`` is always first order (its log-SNR step is infinite).
+    is_stochastic = False
 
-    The update is ``x_s = (sigma_s/sigma_t) x_t - alpha_s phi1 D0 + alpha_s phi2 D1
-    - alpha_s phi3 D2`` with ``phi1 = expm1(-h)``, ``phi2 = phi1/h + 1``,
-    ``phi3 = phi2/h - 1/2`` and ``D0, D1, D2`` estimating ``x0, h x0', h^2 x0''``
-    in ``lambda``. Note on 3M: the widely copied reference update uses half of
-    this ``D2`` (the second divided difference without its factor 2), which
-    caps its global order near 2 (measured 2.1-2.2 here); with the consistent
-    factor the measured order is 3 (``tests/solver/test_diffusion.py``).
 
-    2M is the paper's Algorithm 2 (``D = (1 + 1/(2r)) x0_t - 1/(2r) x0_prev``).
+class StochasticDDIM(DDIM):
+    """DDIM with ``eta > 0``: draws fresh noise every step."""
 
-    Args:
-        order: 1 (equals deterministic DDIM), 2 (2M) or 3 (3M).
-        lower_order_final: Use lower orders at the end of short runs.
-    """
-
-    def __init__(self, order: int = 2, lower_order_final: bool = True) -> None:
-        if order not in (1, 2, 3):
-            raise ConfigError(f"DPMSolverPP order must be 1, 2 or 3; got {order!r}")
-        self.order = order
-        self.lower_order_final = bool(lower_order_final)
-
-    def _step_order(self, process: GaussianProcess, ts: Tensor, k: int) -> int:
-        n = ts.numel() - 1
-        order = min(self.order, k + 1)
-        if self.lower_order_final and n < 15:
-            order = min(order, n - k)
-        if k == n - 1 and order > 1 and not bool(torch.isfinite(process.log_snr(ts[-1]))):
-            order = 1  # one host sync per solve, at the last step only
-        return order
-
-    def _step(self, process, x, x0, eps, history, ts, k, t, s, generator):
-        lam = process.log_snr  # half log-SNR, increasing towards the data
-        lam_t, lam_s = lam(ts[k]), lam(ts[k + 1])
-        h = lam_s - lam_t
-        a_s, s_s = _alpha_sigma(process, s, x)
-        _, s_t = _alpha_sigma(process, t, x)
-        phi1 = torch.expm1(-h)
-        base = (s_s / s_t) * x - a_s * phi1 * x0
-        order = self._step_order(process, ts, k)
-        if order == 1:
-            return base
-        r0 = (lam_t - lam(ts[k - 1])) / h
-        d1_0 = (history[-1] - history[-2]) / r0
-        if order == 2:
-            return base - 0.5 * a_s * phi1 * d1_0
-        r1 = (lam(ts[k - 1]) - lam(ts[k - 2])) / h
-        d1_1 = (history[-2] - history[-3]) / r1
-        d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)  # ~ h x0'(lambda)
-        d2 = 2.0 * (d1_0 - d1_1) / (r0 + r1)  # ~ h^2 x0''(lambda); see the class docstring
-        phi2 = phi1 / h + 1.0
-        phi3 = phi2 / h - 0.5
-        return base + a_s * phi2 * d1 - a_s * phi3 * d2
+    is_stochastic = True

@@ -12,7 +12,10 @@ import torch
 import genflow as gf
 from genflow.errors import ComponentError, ConfigError, TimeGridError
 from genflow.sampling import ModelDenoiser
+from genflow.solver.diffusion import SamplerRun
+from genflow.solver.grid_schedule import GridPredictor, GridSchedule
 from genflow.testing import GaussianMixture, GaussianMixtureScore
+from tests.solver import plugin_sampler
 
 MIXTURE = GaussianMixture(
     [0.2, 0.3, 0.5],
@@ -37,25 +40,75 @@ def check_distribution(samples: torch.Tensor, target: GaussianMixture, bias: flo
         assert float(rel.max()) < 5 * math.sqrt(2 / members.shape[0]) + 0.08, f"covariance of component {k}"
 
 
-SAMPLERS = [
-    ("ddpm", {}, 200),
-    ("ddim", {"eta": 0.0}, 100),
-    ("ddim", {"eta": 0.5}, 100),
-    ("dpm_solver_pp", {"order": 1}, 100),
-    ("dpm_solver_pp", {"order": 2}, 30),
-    ("dpm_solver_pp", {"order": 3}, 30),
-]
+def diffusion_samplers() -> list[str]:
+    """Every registered diffusion sampler: the registry-wide tests below run over this list."""
+    return [n for n in gf.SOLVERS.names() if issubclass(gf.SOLVERS.get(n), gf.DiffusionSampler)]
+
+
+# Family members beyond each registered name's default build (the leaves of ddim and dpm_solver_pp).
+VARIANTS = [("ddim", {"eta": 0.5}), ("dpm_solver_pp", {"order": 1}), ("dpm_solver_pp", {"order": 3})]
+CASES = [(name, {}) for name in diffusion_samplers()] + VARIANTS
+
+
+def steps_for(solver: gf.DiffusionSampler) -> int:
+    """Grid steps at which a sampler's bias is below the tolerance, from its declared numerics."""
+    cls = type(solver)
+    return 200 if cls.is_stochastic else 100 if cls.order == 1 else 30
+
+
+def check_draws_the_mixture(solver: gf.DiffusionSampler, process) -> None:
+    model = GaussianMixtureScore(MIXTURE, process, "eps")
+    steps = steps_for(solver)
+    out = gf.Sampler(process, model, solver).sample(
+        (N, 2), steps, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    calls = steps * solver.nfe_per_step - (1 if solver.nfe_per_step == 2 else 0)  # Heun: no correction at the end
+    assert out.nfe == calls
+    check_distribution(out.samples, MIXTURE.at(process, float(out.ts[-1])))
 
 
 @pytest.mark.parametrize("process", [gf.VPProcess(), gf.VEProcess()], ids=["vp", "ve"])
-@pytest.mark.parametrize("name,kwargs,steps", SAMPLERS, ids=[f"{n}-{k}" for n, k, _ in SAMPLERS])
-def test_sampler_draws_the_mixture(process, name, kwargs, steps):
-    model = GaussianMixtureScore(MIXTURE, process, "eps")
-    out = gf.Sampler(process, model, gf.SOLVERS.create(name, **kwargs)).sample(
-        (N, 2), steps, generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
-    assert out.nfe == steps
-    check_distribution(out.samples, MIXTURE.at(process, float(out.ts[-1])))
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_every_diffusion_sampler_draws_the_mixture(process, name, kwargs):
+    check_draws_the_mixture(gf.SOLVERS.create(name, **kwargs), process)
+
+
+def test_a_plugin_sampler_is_picked_up_by_the_registry_wide_checks():
+    name = plugin_sampler.register()
+    assert name in diffusion_samplers()
+    assert gf.SOLVERS.get(name).kind == "diffusion"
+    check_draws_the_mixture(gf.SOLVERS.create(name), gf.VPProcess())
+    check_declarations_are_class_level(gf.SOLVERS.create(name))
+
+
+def check_declarations_are_class_level(solver: gf.DiffusionSampler) -> None:
+    """Numerics live on the class, and ``is_stochastic`` is true of the instance's behaviour."""
+    for attribute in ("order", "is_stochastic", "nfe_per_step", "default_grid", "kind"):
+        assert attribute not in vars(solver), f"{type(solver).__name__}.{attribute} is set per instance"
+    assert solver.default_grid in gf.TIME_GRIDS, f"{type(solver).__name__}.default_grid {solver.default_grid!r}"
+    process = gf.VPProcess()
+    denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, process))
+    x = process.prior((64, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    ts = gf.TIME_GRIDS.create("uniform")(process, 6)
+    a, b = (solver.solve(denoiser, x, ts, generator=torch.Generator().manual_seed(s)).x for s in (1, 2))
+    assert torch.equal(a, b) != type(solver).is_stochastic
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_numerics_are_declared_on_the_class(name, kwargs):
+    check_declarations_are_class_level(gf.SOLVERS.create(name, **kwargs))
+
+
+def test_family_names_build_leaves_that_round_trip():
+    assert type(gf.DDIM()) is gf.DeterministicDDIM and type(gf.DDIM(eta=0.2)) is gf.StochasticDDIM
+    for order, leaf in [(1, gf.DPMSolverPP1), (2, gf.DPMSolverPP2M), (3, gf.DPMSolverPP3M)]:
+        solver = gf.SOLVERS.create("dpm_solver_pp", order=order)
+        assert type(solver) is leaf and leaf.order == order and isinstance(solver, gf.DPMSolverPP)
+        assert type(gf.SOLVERS.from_config(leaf().to_config())) is leaf
+    with pytest.raises(ConfigError, match="is order 3; got order=2"):
+        gf.DPMSolverPP3M(order=2)
+    with pytest.raises(ConfigError, match="needs eta > 0"):
+        gf.StochasticDDIM(eta=0.0)
 
 
 @pytest.mark.parametrize(
@@ -135,11 +188,11 @@ def test_bad_diffusion_inputs():
         gf.DDIM(eta=2.0)
 
 
-@pytest.mark.parametrize("name", [n for n in gf.SOLVERS.names() if gf.SOLVERS.get(n).kind == "diffusion"])
-def test_config_round_trip(name):
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_config_round_trip(name, kwargs):
     process = gf.VPProcess()
     model = GaussianMixtureScore(MIXTURE, process)
-    solver = gf.SOLVERS.create(name)
+    solver = gf.SOLVERS.create(name, **kwargs)
     clone = gf.SOLVERS.from_config(json.loads(json.dumps(solver.to_config())))
     a, b = (
         gf.Sampler(process, model, s).sample((16, 2), 10, generator=torch.Generator().manual_seed(0)).samples
@@ -177,6 +230,17 @@ class _PolynomialDenoiser:
         return float(sig(s)) / float(sig(t)) * x + float(sig(s)) * integral
 
 
+def _one_step(solver, den, ts, k):
+    """Step ``k`` of ``solver`` on grid ``ts`` from the exact history of ``den`` (x is irrelevant to it)."""
+    x = torch.tensor([[0.7, -1.1]], dtype=torch.float64)
+    schedule = GridSchedule(den.process, ts)
+    run = SamplerRun(schedule, GridPredictor(den, schedule, x), None)
+    run.history = [den.predict(x, ts[i].reshape(1))[0] for i in range(k + 1)]
+    run.plan = solver._prepare(schedule)
+    x0, eps = den.predict(x, ts[k].reshape(1))
+    return solver._step(x, x0, eps, k, run), den.exact(x, ts[k], ts[k + 1])
+
+
 @pytest.mark.parametrize("order", [1, 3])
 def test_dpm_solver_step_is_exact_for_polynomials_of_its_degree(order):
     """The 1st and 3rd order updates integrate an x0 prediction of degree order - 1 in lambda exactly.
@@ -184,18 +248,74 @@ def test_dpm_solver_step_is_exact_for_polynomials_of_its_degree(order):
     (2M is the paper's Algorithm 2, a midpoint-type update: second order, not exact for linear x0.)
     """
     process = gf.VPProcess()
-    den = _PolynomialDenoiser(process, [0.3, -0.4, 0.25][:order])
-    ts = torch.tensor([0.9, 0.75, 0.6, 0.4], dtype=torch.float64)  # non-uniform in lambda
-    k = order - 1
-    x = torch.tensor([[0.7, -1.1]], dtype=torch.float64)
-    history = [den.predict(x, ts[i].reshape(1))[0] for i in range(k + 1)]  # x is irrelevant to the prediction
+    ts = torch.tensor([0.9, 0.75, 0.6, 0.4], dtype=torch.float64)  # non-uniform in lambda, ratios < 2
     solver = gf.DPMSolverPP(order=order, lower_order_final=False)
-    x0, eps = den.predict(x, ts[k].reshape(1))
-    out = solver._step(process, x, x0, eps, history, ts, k, ts[k].reshape(1), ts[k + 1].reshape(1), None)
-    assert torch.allclose(out, den.exact(x, ts[k], ts[k + 1]), atol=1e-12)
+    out, exact = _one_step(solver, _PolynomialDenoiser(process, [0.3, -0.4, 0.25][:order]), ts, order - 1)
+    assert torch.allclose(out, exact, atol=1e-12)
     if order == 3:  # one degree more is not exact: the test can fail
-        den4 = _PolynomialDenoiser(process, [0.3, -0.4, 0.25, 0.2])
-        hist4 = [den4.predict(x, ts[i].reshape(1))[0] for i in range(3)]
-        x0, eps = den4.predict(x, ts[2].reshape(1))
-        out4 = solver._step(process, x, x0, eps, hist4, ts, 2, ts[2].reshape(1), ts[3].reshape(1), None)
-        assert not torch.allclose(out4, den4.exact(x, ts[2], ts[3]), atol=1e-8)
+        out4, exact4 = _one_step(solver, _PolynomialDenoiser(process, [0.3, -0.4, 0.25, 0.2]), ts, 2)
+        assert not torch.allclose(out4, exact4, atol=1e-8)
+
+
+class _CountingVP(gf.VPProcess):
+    """A discrete-beta VP process that counts its schedule evaluations."""
+
+    def __init__(self) -> None:
+        super().__init__(schedule="discrete", betas=torch.linspace(1e-4, 0.02, 1000))
+        self.lookups = 0
+
+    def _log_alpha(self, t):
+        self.lookups += 1
+        return super()._log_alpha(t)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_schedule_is_read_once_per_solve_not_per_step(name, kwargs):
+    """Schedule look-ups per solve do not grow with the number of steps (they were ~12 per step)."""
+    process = _CountingVP()
+    model_process = gf.VPProcess.from_betas(torch.linspace(1e-4, 0.02, 1000))  # the model's own look-ups don't count
+    denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, model_process))
+    solver = gf.SOLVERS.create(name, **kwargs)
+    x = process.prior((8, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    counts = []
+    for steps in (5, 20):
+        ts = gf.TIME_GRIDS.create("uniform")(process, steps)
+        process.lookups = 0
+        solver.solve(denoiser, x, ts, generator=torch.Generator().manual_seed(1))
+        counts.append(process.lookups)
+    assert counts[0] == counts[1] and counts[0] <= 12, counts  # a fixed number of vectorised calls per solve
+
+
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v", "score", "velocity"])
+def test_grid_predictions_equal_the_denoisers(parameterization):
+    """The sampler's float-schedule conversion agrees with the process's own (``ModelDenoiser.predict``)."""
+    process = gf.VPProcess.from_betas(torch.linspace(1e-4, 0.02, 1000))
+    denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, process, parameterization))
+    ts = gf.TIME_GRIDS.create("uniform")(process, 7)
+    x = process.prior((16, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    predictor = GridPredictor(denoiser, GridSchedule(process, ts), x)
+    for k in range(7):
+        got, want = predictor(x, k), denoiser.predict(x, ts[k])
+        assert torch.allclose(got[0], want[0], atol=1e-9) and torch.allclose(got[1], want[1], atol=1e-9)
+    assert predictor.calls == 7 and denoiser.calls == 14
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid", ["uniform", "quadratic", "logsnr"])
+@pytest.mark.parametrize("order", [2, 3])
+def test_dpm_solver_error_does_not_rise_when_a_step_is_added(grid, order):
+    """Error on the exact mixture from discrete betas, 10-20 steps, against a 500-step 3M run from the same draws.
+
+    The uniform grid's last step in lambda is many times the one before it; from 15 steps on
+    (where the short-run lower-order ending stops) 3M extrapolated over it and the error jumped
+    from 0.11 to 2.0. The step-ratio rule lowers the order there.
+    """
+    process = gf.VPProcess.from_betas(torch.linspace(1e-4, 0.02, 1000))
+    denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, process))
+    x = process.prior((400, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = gf.DPMSolverPP(order=3).solve(denoiser, x, gf.TIME_GRIDS.create("logsnr")(process, 500)).x
+    solver, make_grid = gf.DPMSolverPP(order=order), gf.TIME_GRIDS.create(grid)
+    errors = [float((solver.solve(denoiser, x, make_grid(process, n)).x - ref).norm(dim=1).pow(2).mean().sqrt())
+              for n in range(10, 21)]  # fmt: skip
+    rises = [(n, b - a) for n, a, b in zip(range(11, 21), errors, errors[1:], strict=False) if b > a + 0.01]
+    assert not rises, f"error rose when a step was added (steps, rise): {rises}; errors {errors}"
