@@ -285,3 +285,48 @@ def test_an_empty_dataset_is_a_typed_error():
 def test_every_trainer_argument_is_checked(setting, message):
     with pytest.raises(ConfigError, match=message):
         _trainer(setting.pop("out_dir", None), **setting)
+
+
+# ------------------------------------------------------------------------------------------------ SIGKILL, resume
+_KILLED_RUN = """
+import sys, time
+from torch.utils.data import TensorDataset
+from tests.test_faults import X, _trainer
+
+def slow(trainer, step, loss):
+    print(step, flush=True)
+    time.sleep(0.05)
+
+_trainer(sys.argv[1], steps=40, checkpoint_every=3).fit(TensorDataset(X), callbacks=[slow])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [7, 17])
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path, kill_after):
+    """A real SIGKILL (no exception handler runs) anywhere in a run: the resumed run equals the uninterrupted one."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(tmp_path / "killed")], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        for line in proc.stdout:
+            if int(line) >= kill_after:
+                proc.kill()  # SIGKILL: no cleanup, possibly in the middle of a checkpoint or log write
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9
+    assert latest_checkpoint(tmp_path / "killed") is not None
+    resumed = _trainer(tmp_path / "killed", steps=40, checkpoint_every=3)
+    assert resumed.fit(TensorDataset(X)).step == 40
+    straight = _trainer(tmp_path / "straight", steps=40, checkpoint_every=3)
+    straight.fit(TensorDataset(X))
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(resumed.ema.state_dict().values(), straight.ema.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    killed_log, straight_log = _records(tmp_path / "killed"), _records(tmp_path / "straight")
+    assert [r["step"] for r in killed_log] == list(range(1, 41))  # no step lost or logged twice
+    assert [r["loss"] for r in killed_log] == [r["loss"] for r in straight_log]
