@@ -50,7 +50,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "quadratic": [lambda f: {}],
         "logsnr": [lambda f: {}],
         "karras": [lambda f: {"rho": 3.0}],
-        "segments": [lambda f: {"segments": [1.0, 0.3, 0.0]}],
+        "segments": [lambda f: {"segments": [1.0, 0.3, 0.0]}, lambda f: {"segments": gf.SegmentSpec.uniform(3)}],
     },
     "solver": {
         **{name: [lambda f: {"step_size": 0.07, "adjoint": True}] for name in ("euler", "midpoint", "heun", "rk4")},
@@ -62,7 +62,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "ddim": [lambda f: {"eta": 0.5}],
         "dpm_solver_pp": [lambda f: {"order": 3, "lower_order_final": False}],
         "edm_heun": [lambda f: {}],
-        "segment_heun": [lambda f: {"segments": [1.0, 0.4, 0.0], "step_size": 0.1}],
+        "segment_heun": [
+            lambda f: {"segments": [1.0, 0.4, 0.0], "step_size": 0.1},
+            lambda f: {"segments": gf.SegmentSpec.uniform(2)},  # a spec instance is stored as its boundaries
+        ],
     },
     "model": {
         **{

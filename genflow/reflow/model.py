@@ -71,7 +71,7 @@ class SegmentConditionedModel(ScoreModel):
         super().__init__()
         backbone = check_instance(build_component("model", backbone, "backbone"), ScoreModel, "backbone")
         self.backbone = backbone
-        self.segments = SegmentSpec.of(segments)
+        self.segments = SegmentSpec.recorded(self, segments)
         self.parameterization = backbone.parameterization
         try:
             embed = backbone.get_submodule(time_embedding)
