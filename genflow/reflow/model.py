@@ -85,6 +85,11 @@ class SegmentConditionedModel(ScoreModel):
         self._active: Tensor | None = None  # the segments of the call in progress (set only inside forward)
         embed.register_forward_hook(self._add_segment_embedding)
 
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        config["backbone"] = self.backbone.to_config()  # the built backbone, also when given by name
+        return config
+
     @property
     def num_blocks(self) -> int | None:  # type: ignore[override]
         """The backbone's (early exit passes through)."""
