@@ -86,6 +86,24 @@ def _check_call(name: str, sig: inspect.Signature, args: tuple[Any, ...], kw: di
     check_arguments(f"{name}()", kw, accepted, [r for r in required if r not in by_position])
 
 
+def _checked_new(new: Any) -> Any:
+    """Wrap a class's ``__new__`` (a family dispatching to its leaves) so that a call it cannot bind raises
+    the typed errors ``__init__`` raises, before ``__new__`` runs."""
+    sig = inspect.signature(new)
+
+    @functools.wraps(new)
+    def checked_new(cls: type, *args: Any, **kw: Any) -> Any:
+        try:
+            sig.bind(cls, *args, **kw)
+        except TypeError as err:
+            _check_call(cls.__name__, sig, args, kw)
+            raise UnknownArgumentError(f"{cls.__name__}(): {err}") from None
+        return new(cls, *args, **kw)
+
+    checked_new._captures_config = True  # type: ignore[attr-defined]
+    return checked_new
+
+
 def build_component(family: str, value: Any, where: str) -> Any:
     """Rebuild a component of registry ``family`` from a config dict, a registered name, or a list of them.
 
@@ -119,6 +137,9 @@ class Configurable:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        new = cls.__dict__.get("__new__")
+        if isinstance(new, staticmethod) and not getattr(new.__func__, "_captures_config", False):
+            cls.__new__ = staticmethod(_checked_new(new.__func__))  # type: ignore[method-assign]
         init = cls.__dict__.get("__init__")
         if init is None or getattr(init, "_captures_config", False):
             return

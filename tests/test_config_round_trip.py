@@ -50,16 +50,22 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "quadratic": [lambda f: {}],
         "logsnr": [lambda f: {}],
         "karras": [lambda f: {"rho": 3.0}],
+        "segments": [lambda f: {"segments": [1.0, 0.3, 0.0]}, lambda f: {"segments": gf.SegmentSpec.uniform(3)}],
     },
     "solver": {
         **{name: [lambda f: {"step_size": 0.07, "adjoint": True}] for name in ("euler", "midpoint", "heun", "rk4")},
         **{
-            name: [lambda f: {"rtol": 1e-3, "atol": 1e-4, "adjoint": True}]
+            name: [lambda f: {"rtol": 1e-3, "atol": 1e-4, "adjoint": True, "max_steps": 500, "progress": True}]
             for name in ("dopri5", "bosh3", "adaptive_heun", "dopri8")
         },
         **{name: [lambda f: {}] for name in ("euler_maruyama", "milstein", "srk", "reversible_heun", "ddpm")},
         "ddim": [lambda f: {"eta": 0.5}],
         "dpm_solver_pp": [lambda f: {"order": 3, "lower_order_final": False}],
+        "edm_heun": [lambda f: {}],
+        "segment_heun": [
+            lambda f: {"segments": [1.0, 0.4, 0.0], "step_size": 0.1},
+            lambda f: {"segments": gf.SegmentSpec.uniform(2)},  # a spec instance is stored as its boundaries
+        ],
     },
     "model": {
         **{
@@ -75,6 +81,30 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "gaussian_mixture_score": [
             lambda f: {"mixture": _mixture(), "process": gf.VEProcess(0.02, 20.0), "parameterization": "x0"}
         ],
+        "segment_conditioned": [
+            lambda f: {"backbone": gf.MLPScoreNet(dim=3, hidden_size=16, depth=1, parameterization="velocity"),
+                       "segments": [1.0, 0.4, 0.0], "time_embedding": "time_embed.mlp"}  # fmt: skip
+        ],
+    },
+    "classifier": {
+        "cifar_resnet": [lambda f: {"num_classes": 7, "in_chans": 2, "image_size": 12, "depth": 14, "width": 6}],
+        "timm": [
+            lambda f: {"arch": "resnet10t", "num_classes": 5, "in_chans": 3, "image_size": 20, "feature_index": 2,
+                       "model_args": {"drop_rate": 0.0, "stem_width": 8}}  # fmt: skip
+        ],
+    },
+    "exit policy": {
+        "full": [lambda f: {}],
+        "staircase": [lambda f: {"depths": [8, 6, 3]}, lambda f: {"fractions": [1.0, 0.5], "edges": [0.0, 0.7, 1.0]}],
+        "linear": [lambda f: {"start": 0.9, "end": 0.25}],
+        "table": [lambda f: {"depths": [2, 8, 5], "num_blocks": 8, "edges": [0.0, 0.2, 0.5, 1.0]}],
+        "calibrated": [
+            lambda f: {"depths": [8, 5, 2], "num_blocks": 8, "edges": [0.0, 0.3, 0.6, 1.0], "budget": 0.6,
+                       "errors": torch.linspace(1.0, 0.0, 27).reshape(3, 9).tolist(), "scale": "x0"}  # fmt: skip
+        ],
+    },
+    "held_network": {
+        "held_network": [lambda f: {"module": gf.MLPScoreNet(dim=3, hidden_size=8, depth=1)}],
     },
     "objective": {
         "dsm": [
@@ -83,6 +113,14 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"cond_field": "label"},  # class-conditional DSM (named batches)
         ],
         "flow_matching": [lambda f: {}, lambda f: {"cond_field": "label"}],
+        "early_exit_dsm": [
+            lambda f: {"policy": gf.StaircaseExit(fractions=[1.0, 0.5]), "process": gf.VEProcess(0.02, 20.0),
+                       "weighting": "min_snr", "min_snr_gamma": 3.0, "t_min": 0.05, "t_max": 0.9},  # fmt: skip
+            lambda f: {"policy": "full", "cond_field": "label"},
+        ],
+        "cross_entropy": [lambda f: {"label_smoothing": 0.1, "pad": 2, "flip": True}],
+        "reflow": [lambda f: {"distill": True}],
+        "seqrf": [lambda f: {"distill": True}],
     },
     "dataset": {
         "digits": [lambda f: {"split": "val", "size": 16, "value_range": "classification", "seed": 1}],
@@ -120,7 +158,8 @@ def _grid_outputs(grid: gf.TimeGrid) -> list[torch.Tensor]:
 def _solver_outputs(solver: gf.Solver) -> list[torch.Tensor]:
     process = gf.VPProcess()
     model = GaussianMixtureScore(_mixture(), process)
-    out = gf.Sampler(process, model, solver).sample(
+    grid = gf.SegmentGrid(solver.segments) if hasattr(solver, "segments") else None  # restarts at its boundaries
+    out = gf.Sampler(process, model, solver, grid=grid).sample(
         (8, 2), 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64
     )
     return [out.samples]
@@ -136,19 +175,51 @@ def _model_outputs(model: gf.ScoreModel, clone: gf.ScoreModel) -> list[torch.Ten
     return [m.eval()(x, t.to(x.dtype), **cond) for m in (model, clone)]
 
 
-def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
-    conditional = objective.to_config().get("cond_field") is not None
+def _classifier_outputs(model: torch.nn.Module, clone: torch.nn.Module) -> list[torch.Tensor]:
+    clone.load_state_dict(model.state_dict())  # the weights are not part of the config
+    x = torch.rand((3, model.in_chans, model.image_size, model.image_size), generator=torch.Generator().manual_seed(4))
+    return [m.eval()(x) for m in (model, clone)]
+
+
+def _held_outputs(held: Any, clone: Any) -> list[torch.Tensor]:
+    clone.module.load_state_dict(held.module.state_dict())  # by value: the weights live in the trainer's checkpoint
+    x, t = _batch(4, (3,), n=3)
+    return [h(x, t) for h in (held, clone)]
+
+
+def _policy_outputs(policy: Any) -> list[torch.Tensor]:
+    schedule = policy.schedule(getattr(policy, "num_blocks", 8))
+    return [torch.tensor(schedule.depths), torch.tensor(schedule.edges)]
+
+
+def _objective_model(objective: gf.Objective, conditional: bool) -> torch.nn.Module:
+    """A small model of the kind ``objective`` trains (seeded: original and clone see the same weights)."""
+    name = type(objective).registry_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if conditional:  # a model that takes labels
-            model = gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=1, num_heads=2, num_classes=3,
-                           parameterization="velocity")  # fmt: skip
-        else:
-            model = gf.MLPScoreNet(dim=2, hidden_size=8, depth=2, parameterization="velocity")
-    x, _ = _batch(5, (1, 2, 2) if conditional else (2,))
+        if name == "cross_entropy":
+            return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
+        if conditional or name == "early_exit_dsm":  # a model that takes labels / exits early
+            return gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=2, num_heads=2,
+                          num_classes=3 if conditional else 0, parameterization="velocity")  # fmt: skip
+        mlp = gf.MLPScoreNet(dim=2, hidden_size=8, depth=2, parameterization="velocity")
+        return gf.SegmentConditionedModel(mlp, segments=2) if name == "seqrf" else mlp
+
+
+def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
+    conditional = objective.to_config().get("cond_field") is not None
+    model = _objective_model(objective, conditional)
+    name = type(objective).registry_name
+    x, _ = _batch(5, (1, 2, 2) if conditional or name == "early_exit_dsm" else (2,))
     g = torch.Generator().manual_seed(6)
     if hasattr(type(objective), "fields"):  # the named-batch Objective API
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
+        if name == "cross_entropy":
+            batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
+        if "start" in objective.fields:  # teacher pairs (reflow): segment ends and times
+            t_start = 0.5 + 0.5 * torch.rand(len(x), generator=torch.Generator().manual_seed(7))
+            batch = {"start": x, "end": _batch(8)[0], "t_start": t_start, "t_end": t_start - 0.4,
+                     "segment": torch.arange(len(x)) % 2}  # fmt: skip
         draws = objective.draw(len(x), {k: tuple(v.shape[1:]) for k, v in batch.items()}, g, dtype=x.dtype,
                                device="cpu")  # fmt: skip
         return [objective.loss(model, batch, draws)]
@@ -165,12 +236,20 @@ def _dataset_outputs(loader: Any) -> list[torch.Tensor]:
 
 
 OUTPUTS: dict[str, Callable[..., list[torch.Tensor]]] = {
+    "exit policy": _policy_outputs,
     "process": _process_outputs,
     "time grid": _grid_outputs,
     "solver": _solver_outputs,
     "objective": _objective_outputs,
     "dataset": _dataset_outputs,
 }
+
+PAIRED: dict[str, Callable[[Any, Any], list[torch.Tensor]]] = {
+    "model": _model_outputs,
+    "classifier": _classifier_outputs,
+    "held_network": _held_outputs,
+}
+"""Families whose weights are not in the config: the clone takes the original's weights, then both run."""
 
 
 def _params(family: str, name: str) -> list[str]:
@@ -180,7 +259,7 @@ def _params(family: str, name: str) -> list[str]:
 def test_every_entry_has_cases():
     missing = []
     for family, registry in registries().items():
-        if family not in CASES or (family not in OUTPUTS and family != "model"):
+        if family not in CASES or (family not in OUTPUTS and family not in PAIRED):
             missing.append(f"family {family!r}: add it to CASES and OUTPUTS")
             continue
         for name in registry.names():
@@ -223,8 +302,8 @@ def test_round_trip_gives_identical_outputs(family, name, index, request):
     config = original.to_config()
     clone = registry.from_config(json.loads(json.dumps(config)))  # through JSON, as a checkpoint stores it
     assert type(clone) is type(original) and clone.to_config() == config
-    if family == "model":
-        a, b = _model_outputs(original, clone)
+    if family in PAIRED:
+        a, b = PAIRED[family](original, clone)
         assert torch.equal(a, b)
         return
     for a, b in zip(OUTPUTS[family](original), OUTPUTS[family](clone), strict=True):

@@ -157,8 +157,13 @@ def test_unknown_keyword_is_a_typed_error_naming_it_and_the_accepted_ones():
             registry.create(name, **bad)
         with pytest.raises(UnknownArgumentError, match=repr(next(iter(bad)))):
             registry.from_config({"name": name, **bad})
-    with pytest.raises(UnknownArgumentError, match=r"takes 3 positional argument\(s\); got 4"):
-        gf.Dopri5(1e-3, 1e-3, False, 4)
+    with pytest.raises(UnknownArgumentError, match=r"takes 5 positional argument\(s\); got 6"):
+        gf.Dopri5(1e-3, 1e-3, False, 100, False, 4)
+    for name in gf.SOLVERS.names():  # families dispatching to a leaf in __new__ (ddim, dpm_solver_pp) too
+        with pytest.raises(UnknownArgumentError, match="'tolerance_typo'"):
+            gf.SOLVERS.create(name, tolerance_typo=1e-3)
+    with pytest.raises(UnknownArgumentError, match=r"DDIM\(\) takes 1 positional argument\(s\); got 2"):
+        gf.DDIM(0.5, 1)
 
 
 def test_missing_argument_is_named():

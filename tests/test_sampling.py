@@ -102,8 +102,9 @@ def test_sampler_defaults_and_errors():
     process = gf.VEProcess()
     model = GaussianMixtureScore(MIXTURE, process)
     sampler = gf.Sampler(process, model, gf.DDIM())
-    assert isinstance(sampler.grid, gf.KarrasGrid)  # the process's default grid
-    assert gf.Sampler(gf.VPProcess(), model, gf.DDIM()).grid.registry_name == "logsnr"
+    assert sampler.grid.registry_name == gf.DDIM.default_grid == "uniform"  # the solver's declared default wins
+    assert isinstance(gf.Sampler(process, model, gf.RK4()).grid, gf.KarrasGrid)  # else the process's default
+    assert gf.Sampler(gf.VPProcess(), model, gf.RK4()).grid.registry_name == "logsnr"
     with pytest.raises(ShapeError, match="batch_size"):
         sampler.sample((4, 2), 3, batch_size=0, generator=torch.Generator())
     with pytest.raises(ShapeError, match="n >= 1"):
@@ -294,11 +295,11 @@ def test_process_time_checks_cost_nothing_per_step(solver, monkeypatch):
     original = process_base.check_time_range
     monkeypatch.setattr(process_base, "check_time_range", lambda t, name: checked.append(name) or original(t, name))
     process = gf.VPProcess()
-    out = gf.Sampler(process, GaussianMixtureScore(MIXTURE, process), solver).sample(
-        (4, 2), 10, generator=torch.Generator().manual_seed(0)
-    )
+    sampler = gf.Sampler(process, GaussianMixtureScore(MIXTURE, process), solver)
+    out = sampler.sample((4, 2), 10, generator=torch.Generator().manual_seed(0))
     assert out.nfe >= 10
-    # two public calls outside the solve (the log-SNR grid's end points, the prior's start time), none per step
-    assert checked == ["VPProcess.log_snr: t", "VPProcess.prior: t"]
+    # public calls outside the solve only (a log-SNR grid's end points, the prior's start time), none per step
+    grid_calls = ["VPProcess.log_snr: t"] if sampler.grid.registry_name == "logsnr" else []
+    assert checked == [*grid_calls, "VPProcess.prior: t"]
     with pytest.raises(TimeRangeError):
         process.sigma(torch.tensor([1.5]))  # outside a solve the check is on

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genflow.config import build_component
 from genflow.errors import ComponentError
 from genflow.exit.base import EXIT_POLICIES, ExitPolicy, block_weights, model_num_blocks
 from genflow.model.base import ScoreModel
@@ -33,10 +34,8 @@ def resolve_policy(policy: ExitPolicy | dict | str, name: str = "policy") -> Exi
     Raises:
         UnknownComponentError: an unknown name. ComponentError: a class or another object.
     """
-    if isinstance(policy, str):
-        return EXIT_POLICIES.create(policy)
-    if isinstance(policy, dict):
-        return EXIT_POLICIES.from_config(policy)
+    if isinstance(policy, (str, dict)):
+        policy = build_component(EXIT_POLICIES.family, policy, name)
     return check_instance(policy, ExitPolicy, name)
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genflow.config import build_component
 from genflow.errors import ConfigError
 from genflow.objectives.base import OBJECTIVES, Objective
-from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess, check_parameterization
 from genflow.process.interpolant import LinearInterpolant
 from genflow.random import require_generator, standard_normal
@@ -66,11 +66,7 @@ class DenoisingScoreMatching(Objective):
             raise ConfigError(f"cond_field must be None or a batch field name other than 'x'; got {cond_field!r}")
         self.cond_field = cond_field
         self.fields = ("x",) if cond_field is None else ("x", cond_field)
-        if isinstance(process, str):
-            process = PROCESSES.create(process)
-        elif isinstance(process, dict):
-            process = PROCESSES.from_config(process)
-        self.process = check_instance(process, GaussianProcess, "process")
+        self.process = check_instance(build_component("process", process, "process"), GaussianProcess, "process")
         if weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
         self.weighting, self.min_snr_gamma = weighting, float(min_snr_gamma)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from genflow.errors import ComponentError
-from genflow.exit.base import ExitPolicy
+from genflow.exit.base import EXIT_POLICIES, ExitPolicy
 from genflow.exit.model import EarlyExitModel, resolve_policy
 from genflow.exit.schedules import StaircaseExit
 from genflow.objectives.base import OBJECTIVES, Objective
@@ -77,6 +77,8 @@ class EarlyExitDSM(Objective):
     Raises:
         ConfigError: as ``DenoisingScoreMatching``. ComponentError / UnknownComponentError: a bad policy.
     """
+
+    config_components = {"policy": EXIT_POLICIES.family, "process": "process"}  # from_config rebuilds them
 
     def __init__(
         self,

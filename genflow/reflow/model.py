@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genflow.config import build_component
 from genflow.errors import ComponentError, ShapeError
 from genflow.model.base import MODELS, ScoreModel
 from genflow.reflow.segments import SegmentSpec
@@ -59,6 +60,8 @@ class SegmentConditionedModel(ScoreModel):
         SegmentSpecError: a bad segment specification.
     """
 
+    config_components = {"backbone": "model"}  # stored as the backbone's config, rebuilt by from_config
+
     def __init__(
         self,
         backbone: ScoreModel | dict | str = "mlp",
@@ -66,12 +69,9 @@ class SegmentConditionedModel(ScoreModel):
         time_embedding: str = "time_embed",
     ) -> None:
         super().__init__()
-        if isinstance(backbone, str):
-            backbone = MODELS.create(backbone)
-        elif isinstance(backbone, dict):
-            backbone = MODELS.from_config(backbone)
-        self.backbone = check_instance(backbone, ScoreModel, "backbone")
-        self.segments = SegmentSpec.of(segments)
+        backbone = check_instance(build_component("model", backbone, "backbone"), ScoreModel, "backbone")
+        self.backbone = backbone
+        self.segments = SegmentSpec.recorded(self, segments)
         self.parameterization = backbone.parameterization
         try:
             embed = backbone.get_submodule(time_embedding)
@@ -84,6 +84,11 @@ class SegmentConditionedModel(ScoreModel):
         nn.init.zeros_(self.segment_embed.weight)
         self._active: Tensor | None = None  # the segments of the call in progress (set only inside forward)
         embed.register_forward_hook(self._add_segment_embedding)
+
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        config["backbone"] = self.backbone.to_config()  # the built backbone, also when given by name
+        return config
 
     @property
     def num_blocks(self) -> int | None:  # type: ignore[override]

@@ -123,7 +123,7 @@ class SegmentRestartSolver(Solver):
         """The fixed-step solver run on each piece (a leaf sets it as a class attribute)."""
 
     def __init__(self, segments: SegmentSpec | int | Sequence[float] = 1, step_size: float | None = None) -> None:
-        self.segments = SegmentSpec.of(segments)
+        self.segments = SegmentSpec.recorded(self, segments)
         if step_size is not None and not (isinstance(step_size, (int, float)) and step_size > 0):
             raise ConfigError(f"step_size must be a positive float or None (step over ts); got {step_size!r}")
         self.step_size = step_size

@@ -84,6 +84,19 @@ class SegmentSpec(Configurable):
             f"segments must be a SegmentSpec, a number of segments K >= 1 or a list of boundaries; got {segments!r}"
         )
 
+    @classmethod
+    def recorded(cls, owner: Configurable, segments: Any) -> SegmentSpec:
+        """:meth:`of`, for a component's ``segments`` argument: a spec (or its config) given there is recorded
+        in ``owner``'s config as its boundaries, a list JSON holds and :meth:`of` reads back.
+
+        Raises:
+            SegmentSpecError: as :meth:`of`.
+        """
+        spec = cls.of(segments)
+        if isinstance(segments, (SegmentSpec, dict)):
+            owner._config_args["segments"] = list(spec.boundaries)
+        return spec
+
     @property
     def num_segments(self) -> int:
         """``K``."""
@@ -164,7 +177,7 @@ class SegmentGrid(TimeGrid):
     """
 
     def __init__(self, segments: SegmentSpec | int | Sequence[float] = 1) -> None:
-        self.segments = SegmentSpec.of(segments)
+        self.segments = SegmentSpec.recorded(self, segments)
 
     def _grid(self, process: GaussianProcess, steps: int, t_start: float, t_end: float) -> Tensor:
         bounds = self.segments.boundaries

@@ -9,7 +9,10 @@ instead of duplicating it. It still follows the model to a device or dtype
 (``.to()``, ``.double()``), and the :class:`~genflow.train.Trainer` moves the
 networks an objective holds to its device.
 
-It is recorded in every checkpoint in one of two ways:
+It is recorded in every checkpoint in one of two ways (a class holding one declares
+the argument, ``config_components = {"teacher": "held_network"}``, so its
+``to_config`` stores the record and its ``from_config`` rebuilds the network through
+:data:`HELD_NETWORKS`):
 
 * **by reference** (:meth:`HeldNetwork.from_checkpoint`): the checkpoint it was
   loaded from, the SHA-256 of that checkpoint's ``tensors.safetensors`` and its
@@ -32,14 +35,16 @@ from typing import Any
 
 from torch import nn
 
-from genflow.config import Configurable
+from genflow.config import Configurable, build_component
 from genflow.errors import ConfigError
 from genflow.model.base import MODELS
+from genflow.registry import Registry
 from genflow.train.checkpoint import TENSORS, Checkpoint, CheckpointError, latest_checkpoint, load_checkpoint
 from genflow.train.resume import load_weights
 
 __all__ = [
-    "HeldNetwork", "HeldNetworkError", "as_held_network", "find_held_networks", "restore_held_weights", "file_sha256",
+    "HELD_NETWORKS", "HeldNetwork", "HeldNetworkError", "as_held_network", "find_held_networks",
+    "restore_held_weights", "file_sha256",
 ]  # fmt: skip
 
 
@@ -77,8 +82,6 @@ class HeldNetwork(Configurable, nn.Module):
     Raises:
         ConfigError: ``module`` is not an ``nn.Module``.
     """
-
-    registry_name = "held_network"
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
@@ -175,17 +178,22 @@ class HeldNetwork(Configurable, nn.Module):
         return f"{type(self.module).__name__}, {where}"
 
 
+HELD_NETWORKS: Registry[HeldNetwork] = Registry("held_network", HeldNetwork)
+"""The held-network family (one entry, ``held_network``): what ``config_components`` names to rebuild one."""
+HELD_NETWORKS.register("held_network")(HeldNetwork)
+
+
 def as_held_network(value: HeldNetwork | dict[str, Any], name: str) -> HeldNetwork:
-    """A held network from an instance or its config dict (for constructors that rebuild from configs).
+    """A held network from an instance or its config dict (a constructor's check of its argument).
 
     Raises:
-        ConfigError: ``value`` is neither.
+        ConfigError: ``value`` is neither. HeldNetworkError: a referenced checkpoint is missing or changed.
     """
-    if isinstance(value, HeldNetwork):
-        return value
     if isinstance(value, dict):
-        return HeldNetwork.from_config(value)
-    raise ConfigError(f"{name} must be a HeldNetwork or its config dict; got {type(value).__name__}")
+        value = build_component(HELD_NETWORKS.family, value, name)
+    if not isinstance(value, HeldNetwork):
+        raise ConfigError(f"{name} must be a HeldNetwork or its config dict; got {type(value).__name__}")
+    return value
 
 
 def _walk(prefix: str, value: Any, seen: set[int]) -> Iterator[tuple[str, HeldNetwork]]:

@@ -15,9 +15,10 @@ from genflow.train.held import file_sha256
 DATA = TensorDataset(torch.randn(256, 2, generator=torch.Generator().manual_seed(1)))
 
 
-@OBJECTIVES.register("test_distill")
 class Distill(Objective):
     """Regress the student's output on a frozen teacher's at the same noised input."""
+
+    config_components = {"teacher": "held_network"}
 
     def __init__(self, teacher: HeldNetwork | dict) -> None:
         self.teacher, self.process = as_held_network(teacher, "teacher"), gf.VPProcess()
@@ -33,11 +34,11 @@ class Distill(Objective):
         return (model(xt, draws["t"]) - target).pow(2).mean()
 
 
-@gf.MODELS.register("test_residual_on_frozen")
 class ResidualOnFrozen(gf.ScoreModel):
     """A frozen base model (held by value) plus a trainable linear correction."""
 
     parameterization = "eps"
+    config_components = {"base": "held_network"}
 
     def __init__(self, base: HeldNetwork | dict) -> None:
         super().__init__()
@@ -46,6 +47,18 @@ class ResidualOnFrozen(gf.ScoreModel):
 
     def forward(self, x, t, *, cond=None, exit=None):
         return self.base(x, t) + self.correction(x)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    """Register this module's classes only while its tests run (the registry-wide tests build every model)."""
+    OBJECTIVES.register("test_distill")(Distill)
+    gf.MODELS.register("test_residual_on_frozen")(ResidualOnFrozen)
+    try:
+        yield
+    finally:
+        OBJECTIVES._entries.pop("test_distill")
+        gf.MODELS._entries.pop("test_residual_on_frozen")
 
 
 def _mlp(seed=0):
