@@ -33,7 +33,7 @@ from genflow.outputs import check_writable_folder
 from genflow.plugins import import_plugins
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess
-from genflow.recipe import Recipe, check_solver_spec
+from genflow.recipe import Recipe, check_solver_spec, is_classifier_recipe
 from genflow.runs import RECIPE_FILE, check_resumable, checkpoint_step, initialize_from, run_recipe
 from genflow.sampling import SampleOutput, Sampler
 from genflow.solver.base import SOLVERS, Solver
@@ -112,6 +112,11 @@ def build(recipe: Recipe) -> Components:
     """
     config, source, seed = recipe.config, recipe.source, recipe.seed
     import_plugins(recipe.plugins)
+    if is_classifier_recipe(config):
+        raise ConfigError(
+            f"{source}: model {config['model']['name']!r} is a classifier; train it with genflow.classify.train_recipe "
+            "(genflow train does so)"
+        )
     process = _section("process", source, lambda: PROCESSES.from_config(config["process"]))
     if not isinstance(process, GaussianProcess):
         raise ConfigError(f"{source}: process must be a Gaussian process; got {type(process).__name__}")

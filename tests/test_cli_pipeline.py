@@ -9,7 +9,7 @@ import torch
 
 import genflow as gf
 from genflow.cli import main
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, UnknownArgumentError
 from genflow.pipeline import build, load_trained, sample_with
 from genflow.recipe import apply_overrides, load_recipe, recipe_names
 
@@ -25,6 +25,21 @@ def test_shipped_recipes_build():
         parts = build(load_recipe(name, TINY))
         assert isinstance(parts.process, gf.GaussianProcess) and isinstance(parts.model, gf.ScoreModel)
         assert len(parts.dataset) == 1253
+
+
+def test_classifier_recipes_have_their_own_sections():
+    recipe = load_recipe("digits_ensemble")
+    assert "process" not in recipe.config and recipe.config["ensemble"] == {"members": 4}
+    with pytest.raises(ConfigError, match="is a classifier; train it with genflow.classify.train_recipe"):
+        build(recipe)
+    with pytest.raises(ConfigError, match=r"ensemble.members must be an integer >= 1; got 0"):
+        load_recipe("digits_ensemble", ["ensemble.members=0"])
+    with pytest.raises(UnknownArgumentError, match="'size'; accepted arguments: members"):
+        load_recipe("digits_ensemble", ["ensemble={members: 2, size: 3}"])
+    with pytest.raises(ConfigError, match="'validation' is a classifier recipe's section"):
+        load_recipe("digits_dit", ["validation={name: digits}"])
+    with pytest.raises(ConfigError, match="lacks the section.s. process, sample; a recipe needs data, process"):
+        load_recipe("digits_classifier", ["model={name: dit}"])
 
 
 def test_overrides_and_errors(tmp_path):
