@@ -247,3 +247,42 @@ def test_init_from_starts_from_the_checkpoints_weights(tmp_path, capsys):
     assert main(["train", "digits_dit", *TINY, "model.depth=3", f"init_from={source}",
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2  # fmt: skip
     assert "missing key(s): blocks.2." in capsys.readouterr().err
+
+
+CLASSIFIER_TINY = ["trainer.steps=3", "trainer.batch_size=16", "trainer.validate_every=0", "trainer.log_every=1",
+                   "model.depth=8", "model.width=4"]  # fmt: skip
+
+
+def test_train_and_evaluate_a_classifier_run_from_the_command_line(tmp_path, capsys):
+    from genflow.classify import load_classifier, load_ensemble
+
+    single, ensemble = tmp_path / "single", tmp_path / "ensemble"
+    assert main(["train", "digits_classifier", *CLASSIFIER_TINY, "--out", str(single), "--no-progress"]) == 0
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "ensemble.members=2", "--out", str(ensemble),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "trained 2 classifier(s), 3 steps each" in capsys.readouterr().out
+    assert load_recipe(str(ensemble / "recipe.yaml")).config["ensemble"] == {"members": 2}
+    assert len(load_ensemble(ensemble)) == 2 and (single / "step-00000003").is_dir()
+    result = tmp_path / "metrics.json"
+    assert main(["evaluate", str(single), "--out", str(result)]) == 0
+    table = capsys.readouterr().out
+    assert "| set | acc | nll | brier | ece | nll_ts | ece_ts |" in table and "| clean |" in table
+    assert (single / "eval" / "metrics.md").is_file() and (single / "eval" / "reliability_clean.png").is_file()
+    # the clean accuracy is the classifier's, recomputed here from its own predictions on the test split
+    from genflow.classify import protocol_data
+
+    test = protocol_data(8).test
+    model = load_classifier(single)
+    with torch.no_grad():
+        expected = (model(test.images).argmax(-1) == test.labels).double().mean().item()
+    clean = next(r for r in json.loads(result.read_text())["rows"] if r["set"] == "clean")
+    assert clean["acc"] == pytest.approx(expected)
+    report = tmp_path / "ens_eval"
+    assert main(["evaluate", str(ensemble), "--report-dir", str(report)]) == 0
+    assert "ensemble of 2" in (report / "metrics.md").read_text()
+    # one step folder of a classifier run is a classifier checkpoint too; solvers do not apply
+    assert main(["evaluate", str(single / "step-00000003"), "--solvers", '[{"name": "ddim", "steps": 3}]']) == 2
+    assert "is a classifier run" in capsys.readouterr().err
+    # a typed error is one line and exit status 2
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "ensemble.members=0", "--out", str(ensemble)]) == 2
+    assert "ensemble.members must be an integer >= 1" in capsys.readouterr().err
