@@ -308,11 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupted(args: argparse.Namespace) -> str:
     """Where an interrupted command leaves its run."""
+    from genflow.classify import member_dirs
     from genflow.train.checkpoint import latest_checkpoint
 
     run_dir = getattr(args, "run_dir", None)
     if run_dir is None:
         return "interrupted"
+    members = member_dirs(run_dir)  # an ensemble: the member trained last
+    run_dir = next((m for m in reversed(members) if latest_checkpoint(m) is not None), run_dir)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         return f"interrupted; no checkpoint was saved in {run_dir}"

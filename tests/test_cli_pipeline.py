@@ -286,3 +286,22 @@ def test_train_and_evaluate_a_classifier_run_from_the_command_line(tmp_path, cap
     # a typed error is one line and exit status 2
     assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "ensemble.members=0", "--out", str(ensemble)]) == 2
     assert "ensemble.members must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_an_ensemble_names_the_last_members_checkpoint(tmp_path, capsys, monkeypatch):
+    from genflow.objectives.classification import CrossEntropy
+
+    calls = []
+    loss = CrossEntropy.loss
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # member 0 ran its 2 steps; member 1 is stopped in its second step
+            raise KeyboardInterrupt
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(CrossEntropy, "loss", interrupted)
+    out = tmp_path / "ens"
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "trainer.steps=2", "trainer.checkpoint_every=1",
+                 "ensemble.members=2", "--out", str(out), "--no-progress"]) == 130  # fmt: skip
+    assert f"the last checkpoint is {out / 'member-1' / 'step-00000001'}" in capsys.readouterr().err
