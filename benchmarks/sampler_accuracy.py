@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ts = sampler.time_grid(steps, dtype=dtype)
                 assert float(ts[0]) == t_start and float(ts[-1]) == t_end, "grid end points differ from the reference's"
                 den = ModelDenoiser(proc, model)
-                field_ = den if solver.kind == "diffusion" else den.velocity
+                field_ = solver.field_from(den)
                 gen = torch.Generator().manual_seed(args.seed + 1) if solver.is_stochastic else None
                 start = time.perf_counter()
                 sol = solver.solve(field_, x_prior, ts, generator=gen)

@@ -65,12 +65,46 @@ def _default_solvers(checkpoint: str) -> list[dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------------- commands
+def _is_classifier_run(path: str) -> bool:
+    """Whether ``path`` is an ensemble run (``member-<i>/`` folders) or a checkpoint whose model is a classifier."""
+    from genflow.classify import CLASSIFIERS, member_dirs
+    from genflow.train.checkpoint import STATE, latest_checkpoint
+
+    if member_dirs(path):
+        return True
+    folder = Path(path) if (Path(path) / STATE).is_file() else latest_checkpoint(path)
+    try:
+        state = json.loads((folder / STATE).read_text()) if folder is not None else None
+    except (OSError, ValueError):
+        return False  # not readable: the generator path reports it in one line
+    config = state.get("model_config") if isinstance(state, dict) else None
+    return isinstance(config, dict) and config.get("name") in CLASSIFIERS
+
+
+def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
+    from genflow.classify import train_recipe
+    from genflow.outputs import check_writable_folder
+    from genflow.plugins import import_plugins
+
+    import_plugins(recipe.plugins)
+    if args.tensorboard:
+        recipe.config["trainer"]["tensorboard"] = True
+    check_writable_folder(args.run_dir, "--out")
+    result = train_recipe(recipe, out_dir=args.run_dir, progress=not args.no_progress)
+    members = len(result.seconds)
+    print(f"trained {members} classifier(s), {recipe.config['trainer'].get('steps', 1000)} steps each, "
+          f"{sum(result.seconds):.1f} s; run in {args.run_dir}")  # fmt: skip
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from genflow.pipeline import train
-    from genflow.recipe import load_recipe
+    from genflow.recipe import is_classifier_recipe, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     args.run_dir = Path(args.out if args.out is not None else recipe.config.get("out_dir", "runs/train"))
+    if is_classifier_recipe(recipe.config):
+        return _train_classifier(recipe, args)
     trainer = train(
         recipe, out_dir=args.run_dir, progress=not args.no_progress, tensorboard=True if args.tensorboard else None
     )
@@ -119,6 +153,28 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_classifier(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from genflow.classify import evaluate_run
+    from genflow.io import write_text_atomic
+    from genflow.outputs import check_writable_folder
+
+    if args.solvers:
+        raise ConfigError(f"{args.checkpoint} is a classifier run: it samples nothing, so --solvers does not apply")
+    report_dir = Path(args.report_dir) if args.report_dir else Path(args.checkpoint) / "eval"
+    check_writable_folder(report_dir, "--report-dir")
+    if args.out:
+        check_writable_file(args.out, "--out")
+    report = evaluate_run(args.checkpoint, out_dir=report_dir)
+    print(report.markdown())
+    print(f"report written to {report_dir}")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(asdict(report), indent=1))
+        print(f"results written to {args.out}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -127,6 +183,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from genflow.pipeline import checkpoint_step, load_trained, solver_from
     from genflow.recipe import check_solver_spec
 
+    _import_run_plugins(args.checkpoint)  # a plugin's classifier is known before the run's kind is read
+    if _is_classifier_run(args.checkpoint):
+        return _evaluate_classifier(args)
     check_fd_sample_count(args.n, "--n")
     if args.solvers:
         solvers = _json_argument(args.solvers, "--solvers", list)
@@ -138,7 +197,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         solver_from(spec)
     if args.out:
         check_writable_file(args.out, "--out")
-    _import_run_plugins(args.checkpoint)
     step = checkpoint_step(args.checkpoint)
     process, model = load_trained(args.checkpoint)
     rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
@@ -191,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train",
         parents=[common],
-        help="train a model from a recipe",
+        help="train a model (or a classifier, or a deep ensemble) from a recipe",
         description="Train from RECIPE (a shipped recipe name such as digits_dit, or a YAML file). Override any "
         "key as section.key=value (parsed as YAML), e.g. trainer.steps=200 model.depth=2. Resumes from the "
-        "latest checkpoint in the output folder.",
+        "latest checkpoint in the output folder. A classifier recipe (digits_classifier, digits_ensemble) "
+        "trains through genflow.classify.train_recipe.",
     )
-    tr.add_argument("recipe", help="shipped recipe name (digits_dit, digits_flow) or path to a YAML file")
+    tr.add_argument("recipe", help="shipped recipe name (digits_dit, digits_flow, digits_classifier, ...) or path "
+                    "to a YAML file")  # fmt: skip
     tr.add_argument("overrides", nargs="*", help="section.key=value overrides")
     tr.add_argument("--out", default=None, help="output folder (default: the recipe's out_dir)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -224,9 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "evaluate",
         parents=[common],
-        help="digits FD of a trained digits checkpoint per solver, with the real-vs-real floor",
+        help="digits FD of a trained digits checkpoint per solver, with the real-vs-real floor; or a classifier "
+        "run's uncertainty metrics",
         description="Sample CHECKPOINT with each solver (default: the digits_dit recipe's list) and report digits "
-        "FD against the real test split, next to the train-vs-test floor at the same sample count.",
+        "FD against the real test split, next to the train-vs-test floor at the same sample count. A classifier "
+        "or ensemble run (genflow train digits_classifier / digits_ensemble) is evaluated on the digits "
+        "uncertainty protocol instead (genflow.classify.evaluate_run): accuracy, NLL, Brier and ECE, clean "
+        "and shifted, printed as a markdown table.",
     )
     ev.add_argument("checkpoint")
     ev.add_argument(
@@ -236,17 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=512)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default=None, help="write the results as JSON here")
+    ev.add_argument("--report-dir", default=None, help="classifier runs: folder for metrics.md, metrics.json and "
+                    "the reliability diagrams (default RUN/eval)")  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def _interrupted(args: argparse.Namespace) -> str:
     """Where an interrupted command leaves its run."""
+    from genflow.classify import member_dirs
     from genflow.train.checkpoint import latest_checkpoint
 
     run_dir = getattr(args, "run_dir", None)
     if run_dir is None:
         return "interrupted"
+    members = member_dirs(run_dir)  # an ensemble: the member trained last
+    run_dir = next((m for m in reversed(members) if latest_checkpoint(m) is not None), run_dir)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         return f"interrupted; no checkpoint was saved in {run_dir}"

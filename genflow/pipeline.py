@@ -13,7 +13,6 @@ Trainer, the checkpoint it resumes; only then is the resolved recipe written
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from genflow.outputs import check_writable_folder
 from genflow.plugins import import_plugins
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess
-from genflow.recipe import Recipe, check_solver_spec
-from genflow.runs import RECIPE_FILE, check_resumable, checkpoint_step, initialize_from, run_recipe
+from genflow.recipe import Recipe, check_solver_spec, is_classifier_recipe
+from genflow.runs import RECIPE_FILE, checkpoint_step, run_recipe
 from genflow.sampling import SampleOutput, Sampler
 from genflow.solver.base import SOLVERS, Solver
 from genflow.train.checkpoint import load_checkpoint
@@ -52,7 +51,6 @@ __all__ = [
     "solver_from",
     "run_recipe",
     "checkpoint_step",
-    "initialize_from",
 ]
 
 @dataclass
@@ -112,6 +110,11 @@ def build(recipe: Recipe) -> Components:
     """
     config, source, seed = recipe.config, recipe.source, recipe.seed
     import_plugins(recipe.plugins)
+    if is_classifier_recipe(config):
+        raise ConfigError(
+            f"{source}: model {config['model']['name']!r} is a classifier; train it with genflow.classify.train_recipe "
+            "(genflow train does so)"
+        )
     process = _section("process", source, lambda: PROCESSES.from_config(config["process"]))
     if not isinstance(process, GaussianProcess):
         raise ConfigError(f"{source}: process must be a Gaussian process; got {type(process).__name__}")
@@ -124,22 +127,12 @@ def build(recipe: Recipe) -> Components:
 
 
 def _trainer_settings(recipe: Recipe, tensorboard: bool | None) -> dict[str, Any]:
-    """The Trainer's keyword arguments: the recipe's ``trainer`` section, ``--tensorboard`` and the run's info.
-
-    A key this genflow's Trainer does not take is refused (a false or null one is dropped).
-    """
-    # TODO(merge): the trainer branch's Trainer takes tensorboard=, run_info=, skip_nonfinite= and no longer
-    # conditional=; until both branches meet, keys are matched against the Trainer at hand.
-    accepted = inspect.signature(Trainer).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())  # it checks the keys itself
+    """The Trainer's keyword arguments: the recipe's ``trainer`` section, ``--tensorboard`` and the run's info
+    (recorded in every checkpoint's ``state.json`` under ``"run"``)."""
     settings = dict(recipe.config["trainer"])
     if tensorboard is not None:
         settings["tensorboard"] = tensorboard
-    for key in [k for k in settings if not takes_any and k not in accepted]:
-        if settings.pop(key) not in (False, None):
-            raise ConfigError(f"trainer.{key} is not supported by this genflow's Trainer")
-    if "run_info" in accepted:  # recorded in every checkpoint's state.json under "run"
-        settings["run_info"] = {"data": recipe.config["data"], "init_from": recipe.config.get("init_from")}
+    settings["run_info"] = {"data": recipe.config["data"], "init_from": recipe.config.get("init_from")}
     return settings
 
 
@@ -166,18 +159,13 @@ def train(
     """
     parts = build(recipe) if parts is None else parts
     init = recipe.config.get("init_from")
-    trainer_loads = hasattr(Trainer, "initialize_from")  # TODO(merge): the trainer branch's Trainer loads it
-    if init is not None and not trainer_loads:
-        initialize_from(parts.model, init)
     out = Path(out_dir if out_dir is not None else recipe.config.get("out_dir", "runs/train"))
     settings = _trainer_settings(recipe, tensorboard)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         check_writable_folder(out, "out_dir")
-    if resume:
-        check_resumable(out, parts.model, parts.objective, parts.process)
     trainer = Trainer(parts.model, parts.objective, out_dir=out, seed=recipe.seed, progress=progress, **settings)
-    if init is not None and trainer_loads:
+    if init is not None:  # a run already in out_dir resumes instead (fit checks it is the same run)
         path, ema = (init, False) if isinstance(init, str) else (init["path"], bool(init.get("ema", False)))
         trainer.initialize_from(path, ema=ema)
     written = False

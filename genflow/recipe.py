@@ -3,7 +3,10 @@
 A recipe has the sections ``data``, ``process``, ``model``, ``objective``,
 ``trainer``, ``sample`` and may set ``seed``, ``out_dir``, ``init_from`` (start
 from a trained checkpoint's weights) and ``plugins`` (modules imported first, so
-their registered components can be named). Each component section is a config
+their registered components can be named). A classifier recipe (``model.name`` a
+registered classifier, :data:`genflow.classify.CLASSIFIERS`) needs no ``process``
+or ``sample`` and may add ``validation`` (data for the validation metrics) and
+``ensemble: {members: M}`` (see :func:`genflow.classify.train_recipe`). Each component section is a config
 dict ``{name: ..., **arguments}`` resolved through its registry, so a recipe can
 name any registered component, including a user's. Any key can be overridden from
 the command line as ``section.key=value`` (the value is parsed as YAML:
@@ -37,12 +40,14 @@ __all__ = [
     "recipe_names",
     "validate_recipe",
     "check_solver_spec",
+    "is_classifier_recipe",
     "Recipe",
     "TRAINER_KEYS",
     "SAMPLE_KEYS",
 ]
 
 SECTIONS = ("data", "process", "model", "objective", "trainer", "sample")
+CLASSIFIER_SECTIONS = ("data", "model", "objective", "trainer")  # a classifier has no process and samples nothing
 COMPONENT_SECTIONS = ("data", "process", "model", "objective")
 Check = Callable[[Any, str], None]
 
@@ -138,6 +143,7 @@ TRAINER_KEYS: dict[str, Check] = {
     "log_every": integer(1),
     "tensorboard": boolean,
     "skip_nonfinite": boolean,
+    "validate_every": integer(0),
 }
 
 
@@ -199,6 +205,13 @@ def _component(value: Any, where: str) -> None:
         raise ConfigError(f"{where} must be a section {{name: registered name, ...arguments}}; got {_got(value)}")
 
 
+def _ensemble(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a section {{members: M}}; got {_got(value)}")
+    check_arguments(where, value, ["members"], ["members"])
+    integer(1)(value["members"], f"{where}.members")
+
+
 TOP_LEVEL_KEYS: dict[str, Check] = {
     **{name: _component for name in COMPONENT_SECTIONS},
     "trainer": _section,
@@ -207,6 +220,8 @@ TOP_LEVEL_KEYS: dict[str, Check] = {
     "out_dir": _path_string,
     "init_from": _init_from,
     "plugins": _plugins,
+    "validation": _component,
+    "ensemble": _ensemble,
 }
 
 
@@ -220,16 +235,33 @@ def validate_recipe(config: Any, source: str) -> None:
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source} must hold a mapping of sections; got {type(config).__name__}")
-    missing = [s for s in SECTIONS if s not in config]
+    classifier = is_classifier_recipe(config)
+    needed = CLASSIFIER_SECTIONS if classifier else SECTIONS
+    missing = [s for s in needed if s not in config]
     if missing:
-        raise ConfigError(f"{source} lacks the section(s) {', '.join(missing)}; a recipe needs {', '.join(SECTIONS)}")
+        kind = "a classifier recipe" if classifier else "a recipe"
+        raise ConfigError(f"{source} lacks the section(s) {', '.join(missing)}; {kind} needs {', '.join(needed)}")
     check_arguments(f"{source}: recipe", config, list(TOP_LEVEL_KEYS), [])
     for key, value in config.items():
         TOP_LEVEL_KEYS[key](value, key)
+    for key in ("validation", "ensemble"):
+        if key in config and not classifier:
+            raise ConfigError(f"{source}: {key!r} is a classifier recipe's section; model {config['model']!r} "
+                              "is not a registered classifier")  # fmt: skip
     for section, schema in (("trainer", TRAINER_KEYS), ("sample", SAMPLE_KEYS)):
+        if section not in config:
+            continue
         check_arguments(f"{source}: section {section!r}", config[section], list(schema), [])
         for key, value in config[section].items():
             schema[key](value, f"{section}.{key}")
+
+
+def is_classifier_recipe(config: Any) -> bool:
+    """Whether a recipe's ``model`` names a registered classifier (:data:`genflow.classify.CLASSIFIERS`)."""
+    from genflow.classify.base import CLASSIFIERS  # here: genflow.classify imports this module
+
+    model = config.get("model") if isinstance(config, dict) else None
+    return isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"] in CLASSIFIERS
 
 
 @dataclass

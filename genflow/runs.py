@@ -1,4 +1,4 @@
-"""A run folder: its saved recipe, its checkpoints' steps, the resume check, and ``init_from``.
+"""A run folder: its saved recipe and its checkpoints' steps.
 
 ``genflow train`` writes the resolved recipe as ``recipe.yaml`` beside the
 ``step-XXXXXXXX`` checkpoint folders; ``sample`` and ``evaluate`` read it back (for
@@ -13,14 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from genflow.config import Configurable
-from genflow.errors import ConfigError
 from genflow.recipe import read_recipe_text
-from genflow.train.checkpoint import STATE, CheckpointError, latest_checkpoint, load_checkpoint
+from genflow.train.checkpoint import STATE, CheckpointError, latest_checkpoint
 
-__all__ = ["RECIPE_FILE", "run_recipe", "checkpoint_step", "check_resumable", "initialize_from"]
+__all__ = ["RECIPE_FILE", "run_recipe", "checkpoint_step"]
 
 RECIPE_FILE = "recipe.yaml"
 STEP_FOLDER = re.compile(r"step-(\d+)")
@@ -64,64 +60,3 @@ def checkpoint_step(path: str | Path) -> int:
             f"got {step!r}"
         )
     return step
-
-
-def check_resumable(out: Path, model: Configurable, objective: Configurable, process: Configurable) -> None:
-    """Refuse to resume a run whose model, process or objective differs from the recipe's (a changed function
-    to learn is a new run: start it elsewhere, from these weights with ``init_from`` if wanted).
-
-    Raises:
-        ConfigError: a component's config differs from the one the latest checkpoint records.
-        CheckpointError: an unreadable ``state.json``.
-    """
-    latest = latest_checkpoint(out)
-    if latest is None:
-        return
-    try:
-        state = json.loads((latest / STATE).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{latest / STATE} cannot be read as JSON: {err}") from None
-    now = {"model": model.to_config(), "objective": objective.to_config(), "process": process.to_config()}
-    changed = [
-        f"{key}: saved {state[key + '_config']}, now {config}"
-        for key, config in now.items()
-        if isinstance(state, dict) and state.get(key + "_config") not in (None, config)
-    ]
-    if changed:
-        raise ConfigError(
-            f"cannot resume {out}: the recipe changed what is learned ({'; '.join(changed)}); train into another "
-            "out_dir (with init_from to start from these weights)"
-        )
-
-
-def initialize_from(model: torch.nn.Module, spec: str | dict[str, Any]) -> None:
-    """Load a checkpoint's weights (``spec`` = path, or ``{path, ema}``) into ``model`` (the recipe's ``init_from``).
-
-    Raises:
-        CheckpointError: no checkpoint there.
-        ConfigError: no EMA weights when ``ema`` is asked for, or weights that do not fit the model (the
-            message names the missing, unexpected and mismatched keys).
-    """
-    path, ema = (spec, False) if isinstance(spec, str) else (spec["path"], bool(spec.get("ema", False)))
-    ckpt = load_checkpoint(path)
-    if ema and not ckpt.ema:
-        raise ConfigError(f"init_from {path}: the checkpoint has no EMA weights; set ema: false")
-    weights = ckpt.ema if ema else ckpt.model
-    own = model.state_dict()
-    problems = {
-        "missing": sorted(set(own) - set(weights)),
-        "unexpected": sorted(set(weights) - set(own)),
-        "of another shape": sorted(
-            f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}"
-            for k in set(own) & set(weights)
-            if weights[k].shape != own[k].shape
-        ),
-    }
-    found = {kind: keys for kind, keys in problems.items() if keys}
-    if found:
-        details = "; ".join(
-            f"{len(keys)} {kind} key(s): {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
-            for kind, keys in found.items()
-        )
-        raise ConfigError(f"init_from {path}: the weights do not fit the recipe's model ({details})")
-    model.load_state_dict(weights)

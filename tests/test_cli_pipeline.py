@@ -9,7 +9,7 @@ import torch
 
 import genflow as gf
 from genflow.cli import main
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, UnknownArgumentError
 from genflow.pipeline import build, load_trained, sample_with
 from genflow.recipe import apply_overrides, load_recipe, recipe_names
 
@@ -25,6 +25,21 @@ def test_shipped_recipes_build():
         parts = build(load_recipe(name, TINY))
         assert isinstance(parts.process, gf.GaussianProcess) and isinstance(parts.model, gf.ScoreModel)
         assert len(parts.dataset) == 1253
+
+
+def test_classifier_recipes_have_their_own_sections():
+    recipe = load_recipe("digits_ensemble")
+    assert "process" not in recipe.config and recipe.config["ensemble"] == {"members": 4}
+    with pytest.raises(ConfigError, match="is a classifier; train it with genflow.classify.train_recipe"):
+        build(recipe)
+    with pytest.raises(ConfigError, match=r"ensemble.members must be an integer >= 1; got 0"):
+        load_recipe("digits_ensemble", ["ensemble.members=0"])
+    with pytest.raises(UnknownArgumentError, match="'size'; accepted arguments: members"):
+        load_recipe("digits_ensemble", ["ensemble={members: 2, size: 3}"])
+    with pytest.raises(ConfigError, match="'validation' is a classifier recipe's section"):
+        load_recipe("digits_dit", ["validation={name: digits}"])
+    with pytest.raises(ConfigError, match="lacks the section.s. process, sample; a recipe needs data, process"):
+        load_recipe("digits_classifier", ["model={name: dit}"])
 
 
 def test_overrides_and_errors(tmp_path):
@@ -200,17 +215,23 @@ def test_plugin_file_paths_and_missing_plugins(tmp_path):
         import_plugins([str(broken)])
 
 
+def _initialized(overrides, path, ema):
+    """The recipe's model after ``Trainer.initialize_from(path, ema=ema)`` (what ``init_from`` runs)."""
+    parts = build(load_recipe("digits_dit", overrides))
+    gf.Trainer(parts.model, parts.objective, progress=False).initialize_from(path, ema=ema)
+    return parts.model
+
+
 def test_init_from_starts_from_the_checkpoints_weights(tmp_path, capsys):
-    from genflow.pipeline import initialize_from
     from genflow.train import load_checkpoint
 
     source = tmp_path / "source"
     assert main(["train", "digits_dit", *TINY, "--out", str(source), "--no-progress"]) == 0
     ckpt = load_checkpoint(source)
-    for spec, weights in [(str(source), ckpt.model), ({"path": str(source), "ema": True}, ckpt.ema)]:
-        model = build(load_recipe("digits_dit", TINY)).model
-        assert not torch.equal(model.state_dict()["final.linear.weight"], weights["final.linear.weight"])
-        initialize_from(model, spec)
+    assert not torch.equal(build(load_recipe("digits_dit", TINY)).model.state_dict()["final.linear.weight"],
+                           ckpt.model["final.linear.weight"])  # fmt: skip
+    for ema, weights in [(False, ckpt.model), (True, ckpt.ema)]:
+        model = _initialized(TINY, source, ema)
         assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     # through the command line: with a vanishing learning rate one step stays at the loaded weights
     tuned = tmp_path / "tuned"
@@ -219,10 +240,68 @@ def test_init_from_starts_from_the_checkpoints_weights(tmp_path, capsys):
     after = load_checkpoint(tuned).model
     assert all(torch.allclose(after[k], ckpt.ema[k], atol=1e-6) for k in after)
     # weights that do not fit are named
-    with pytest.raises(ConfigError, match=r"of another shape key\(s\): .*\(16,\) vs \(32,\)"):
-        initialize_from(build(load_recipe("digits_dit", [*TINY, "model.hidden_size=32"])).model, str(source))
+    with pytest.raises(ConfigError, match=r"shape mismatch\(es\) \(saved vs model\): .*\(16,\) vs \(32,\)"):
+        _initialized([*TINY, "model.hidden_size=32"], source, False)
     with pytest.raises(ConfigError, match=r"missing key\(s\): blocks\.2\."):
-        initialize_from(build(load_recipe("digits_dit", [*TINY, "model.depth=3"])).model, str(source))
+        _initialized([*TINY, "model.depth=3"], source, False)
     assert main(["train", "digits_dit", *TINY, "model.depth=3", f"init_from={source}",
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2  # fmt: skip
     assert "missing key(s): blocks.2." in capsys.readouterr().err
+
+
+CLASSIFIER_TINY = ["trainer.steps=3", "trainer.batch_size=16", "trainer.validate_every=0", "trainer.log_every=1",
+                   "model.depth=8", "model.width=4"]  # fmt: skip
+
+
+def test_train_and_evaluate_a_classifier_run_from_the_command_line(tmp_path, capsys):
+    from genflow.classify import load_classifier, load_ensemble
+
+    single, ensemble = tmp_path / "single", tmp_path / "ensemble"
+    assert main(["train", "digits_classifier", *CLASSIFIER_TINY, "--out", str(single), "--no-progress"]) == 0
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "ensemble.members=2", "--out", str(ensemble),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "trained 2 classifier(s), 3 steps each" in capsys.readouterr().out
+    assert load_recipe(str(ensemble / "recipe.yaml")).config["ensemble"] == {"members": 2}
+    assert len(load_ensemble(ensemble)) == 2 and (single / "step-00000003").is_dir()
+    result = tmp_path / "metrics.json"
+    assert main(["evaluate", str(single), "--out", str(result)]) == 0
+    table = capsys.readouterr().out
+    assert "| set | acc | nll | brier | ece | nll_ts | ece_ts |" in table and "| clean |" in table
+    assert (single / "eval" / "metrics.md").is_file() and (single / "eval" / "reliability_clean.png").is_file()
+    # the clean accuracy is the classifier's, recomputed here from its own predictions on the test split
+    from genflow.classify import protocol_data
+
+    test = protocol_data(8).test
+    model = load_classifier(single)
+    with torch.no_grad():
+        expected = (model(test.images).argmax(-1) == test.labels).double().mean().item()
+    clean = next(r for r in json.loads(result.read_text())["rows"] if r["set"] == "clean")
+    assert clean["acc"] == pytest.approx(expected)
+    report = tmp_path / "ens_eval"
+    assert main(["evaluate", str(ensemble), "--report-dir", str(report)]) == 0
+    assert "ensemble of 2" in (report / "metrics.md").read_text()
+    # one step folder of a classifier run is a classifier checkpoint too; solvers do not apply
+    assert main(["evaluate", str(single / "step-00000003"), "--solvers", '[{"name": "ddim", "steps": 3}]']) == 2
+    assert "is a classifier run" in capsys.readouterr().err
+    # a typed error is one line and exit status 2
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "ensemble.members=0", "--out", str(ensemble)]) == 2
+    assert "ensemble.members must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_an_ensemble_names_the_last_members_checkpoint(tmp_path, capsys, monkeypatch):
+    from genflow.objectives.classification import CrossEntropy
+
+    calls = []
+    loss = CrossEntropy.loss
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # member 0 ran its 2 steps; member 1 is stopped in its second step
+            raise KeyboardInterrupt
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(CrossEntropy, "loss", interrupted)
+    out = tmp_path / "ens"
+    assert main(["train", "digits_ensemble", *CLASSIFIER_TINY, "trainer.steps=2", "trainer.checkpoint_every=1",
+                 "ensemble.members=2", "--out", str(out), "--no-progress"]) == 130  # fmt: skip
+    assert f"the last checkpoint is {out / 'member-1' / 'step-00000001'}" in capsys.readouterr().err

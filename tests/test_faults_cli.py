@@ -78,9 +78,6 @@ def test_the_data_config_and_tensorboard_reach_the_trainer(tmp_path, monkeypatch
     assert seen["tensorboard"] is True
 
 
-@pytest.mark.skipif(
-    "run_info" not in __import__("inspect").signature(Trainer).parameters, reason="this Trainer has no run_info"
-)
 def test_state_json_records_the_data_config(run):
     state = json.loads(next(run.glob("step-*/state.json")).read_text())
     assert state["run"]["data"]["name"] == "digits"

@@ -156,7 +156,7 @@ class DDIM(DiffusionSampler):
     is_stochastic = True  # the family: some members draw noise; each leaf declares its own value
     default_grid = "uniform"
 
-    def __new__(cls, eta: float = 0.0) -> DDIM:
+    def __new__(cls, eta: float = 0.0, **unknown: Any) -> DDIM:  # unknown keys: refused by the constructor's check
         if cls is DDIM:
             cls = DeterministicDDIM if eta == 0 else StochasticDDIM
         return super().__new__(cls)

@@ -12,7 +12,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from genflow.errors import ConfigError
 from genflow.solver.base import SOLVERS
@@ -59,7 +59,8 @@ class DPMSolverPP(DiffusionSampler):
     default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md (1 and 2M: uniform; 3M: logsnr)
     max_step_ratio: ClassVar[float] = 2.0
 
-    def __new__(cls, order: int | None = None, lower_order_final: bool = True) -> DPMSolverPP:
+    def __new__(cls, order: int | None = None, lower_order_final: bool = True, **unknown: Any) -> DPMSolverPP:
+        # unknown keys are refused by the constructor's argument check (an UnknownArgumentError listing them)
         if cls is DPMSolverPP:
             order = DPMSolverPP.order if order is None else order
             if order not in _LEAVES:

@@ -78,7 +78,8 @@ def load_weights(module: nn.Module, state: Mapping[str, Tensor], where: str) -> 
     """``module.load_state_dict(state)`` with one summarising :class:`ConfigError` instead of a wall of keys.
 
     Raises:
-        ConfigError: missing or unexpected keys, or shape mismatches (counts and the first few of each).
+        ConfigError: missing or unexpected keys, or shape mismatches (one line: the count and the first three
+            names of each kind found).
     """
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -88,14 +89,14 @@ def load_weights(module: nn.Module, state: Mapping[str, Tensor], where: str) -> 
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or shapes:
-
-        def few(items: list[str]) -> str:
-            return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-
+    found = {"missing key(s)": missing, "unexpected key(s)": unexpected, "shape mismatch(es) (saved vs model)": shapes}
+    details = "; ".join(
+        f"{len(items)} {kind}: {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+        for kind, items in found.items()
+        if items
+    )
+    if details:
         raise ConfigError(
-            f"{where} does not fit this model: {len(missing)} missing keys ({few(missing)}), "
-            f"{len(unexpected)} unexpected keys ({few(unexpected)}), {len(shapes)} shape mismatches "
-            f"(saved vs model: {few(shapes)}); was it saved from another model size or architecture?"
+            f"{where} does not fit this model ({details}); was it saved from another model size or architecture?"
         )
     module.load_state_dict(state)

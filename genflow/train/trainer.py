@@ -238,7 +238,7 @@ class Trainer:
         Raises:
             CheckpointError: no checkpoint at ``path``.
             ConfigError: called after training started, or weights that do not fit the model (one line:
-                numbers of missing and unexpected keys, the first shape mismatches).
+                the count and first names of the missing and unexpected keys and shape mismatches).
         """
         self.run_state.initialize_from(path, ema=check_bool("ema", ema))
 
