@@ -62,10 +62,13 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "ddim": [lambda f: {"eta": 0.5}],
         "dpm_solver_pp": [lambda f: {"order": 3, "lower_order_final": False}],
         "edm_heun": [lambda f: {}],
-        "segment_heun": [
-            lambda f: {"segments": [1.0, 0.4, 0.0], "step_size": 0.1},
-            lambda f: {"segments": gf.SegmentSpec.uniform(2)},  # a spec instance is stored as its boundaries
-        ],
+        **{
+            name: [
+                lambda f: {"segments": [1.0, 0.4, 0.0], "step_size": 0.1},
+                lambda f: {"segments": gf.SegmentSpec.uniform(2)},  # a spec instance is stored as its boundaries
+            ]
+            for name in ("segment_euler", "segment_heun")
+        },
     },
     "model": {
         **{
