@@ -26,7 +26,7 @@ from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.process.gaussian import GaussianProcess, check_parameterization
 from genflow.process.interpolant import LinearInterpolant
 from genflow.random import require_generator, standard_normal
-from genflow.validation import check_instance
+from genflow.validation import check_instance, check_time_range, times_validated
 
 __all__ = ["DenoisingScoreMatching", "FlowMatching"]
 
@@ -96,12 +96,14 @@ class DenoisingScoreMatching(Objective):
         """Mean (weighted) squared error of ``model`` on the noised ``batch["x"]``."""
         kind = check_parameterization(getattr(model, "parameterization", ""))
         x, t, eps = batch["x"], draws["t"], draws["noise"]
-        xt = self.process.sample(x, t, eps)
-        target = self.process.from_x0_eps(x, eps, kind, xt, t)
-        pred = model(xt, t, cond=batch[self.cond_field]) if self.cond_field is not None else model(xt, t)
-        per_example = (pred - target).pow(2).flatten(1).mean(1)
-        if self.weighting == "min_snr":
-            per_example = per_example * self._min_snr_weight(kind, xt, t)
+        check_time_range(t)  # once per step: the process calls below skip their own per-call check (a sync each)
+        with times_validated():
+            xt = self.process.sample(x, t, eps)
+            target = self.process.from_x0_eps(x, eps, kind, xt, t)
+            pred = model(xt, t, cond=batch[self.cond_field]) if self.cond_field is not None else model(xt, t)
+            per_example = (pred - target).pow(2).flatten(1).mean(1)
+            if self.weighting == "min_snr":
+                per_example = per_example * self._min_snr_weight(kind, xt, t)
         return per_example.mean()
 
     def _min_snr_weight(self, kind: str, xt: Tensor, t: Tensor) -> Tensor:
