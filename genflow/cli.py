@@ -244,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--override", action="append", default=[], metavar="KEY=VALUE",
         help="override a key of the digits_dit recipe, e.g. --override trainer.steps=2000 (repeatable)",
     )  # fmt: skip
+    demo.add_argument(
+        "--sections", default="all", metavar="NAMES",
+        help="method sections of the report: 'all' (default), 'none', or a comma-separated list of "
+        "genflow.demo_sections names",
+    )  # fmt: skip
     demo.set_defaults(func=run_demo)
 
     tr = sub.add_parser(

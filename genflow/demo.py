@@ -148,6 +148,45 @@ def _analytic_section(seed: int, n: int) -> list[str]:
     ]
 
 
+def chosen_sections(spec: str | None) -> list[str]:
+    """The method sections ``--sections`` names (``all``, ``none`` or a comma-separated list), in report order.
+
+    Raises:
+        ConfigError: a name that is no section.
+    """
+    from genflow.demo_sections import SECTIONS
+
+    if spec is None or spec == "all":
+        return list(SECTIONS)
+    if spec == "none":
+        return []
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"--sections: unknown section(s) {unknown}; expected 'all', 'none' or names from "
+                          f"{list(SECTIONS)}")  # fmt: skip
+    return [name for name in SECTIONS if name in names]
+
+
+def _method_sections(
+    args: argparse.Namespace, names: list[str], out_dir: Path, process: Any, model: Any, run_dir: Path
+) -> list[str]:
+    """Run each chosen method section (``genflow.demo_sections``) and join their markdown, timed."""
+    import importlib
+
+    from genflow.demo_sections import DemoContext
+
+    ctx = DemoContext(out_dir, args.seed, bool(args.quick), process, model, run_dir)
+    lines: list[str] = []
+    for name in names:
+        module = importlib.import_module(f"genflow.demo_sections.{name}")
+        print(f"demo section: {module.TITLE}", flush=True)
+        began = time.perf_counter()
+        body = module.section(ctx)
+        lines += [f"## {module.TITLE}", "", *body, "", f"_Section took {time.perf_counter() - began:.0f} s._", ""]
+    return lines
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``genflow demo``: everything is validated before OUT/train is touched; a previous run there is
     continued (``--resume``) or replaced (``--fresh``) only when asked."""
@@ -157,6 +196,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from genflow.recipe import load_recipe
 
     start = time.perf_counter()
+    sections = chosen_sections(getattr(args, "sections", None))
     out_dir = Path(args.out)
     run_dir = args.run_dir = out_dir / "train"
     recipe = load_recipe("digits_dit", [*(QUICK_DEMO if args.quick else DEMO), f"seed={args.seed}", *args.override])
@@ -204,6 +244,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "",
         *_analytic_section(args.seed, 1000 if args.quick else 4000),
         "",
+        *_method_sections(args, sections, out_dir, process, model, run_dir),
         f"Command: `genflow demo{' --quick' if args.quick else ''} --seed {args.seed}"
         f"{''.join(f' --override {o}' for o in args.override)}`; "
         f"total {time.perf_counter() - start:.0f} s.",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 
 import pytest
 import torch
@@ -82,7 +84,10 @@ def test_train_sample_evaluate_commands(tmp_path, capsys):
     assert "trained 6 steps" in capsys.readouterr().out
 
 
-def test_demo_writes_report_with_table_and_grid(tmp_path):
+@pytest.mark.slow
+def test_demo_writes_report_with_table_grid_and_every_method_section(tmp_path):
+    from genflow.demo_sections import SECTIONS
+
     overrides = [f"--override={o}" for o in [*TINY, "sample.n=65"]]
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress", *overrides]) == 0
     report = (tmp_path / "report.md").read_text()
@@ -90,6 +95,22 @@ def test_demo_writes_report_with_table_and_grid(tmp_path):
         assert solver in report
     assert "Real-vs-real floor" in report and "![samples](samples.png)" in report and "Core check" in report
     assert (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    for name in SECTIONS:
+        title = importlib.import_module(f"genflow.demo_sections.{name}").TITLE
+        assert f"## {title}" in report
+    for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+        assert (tmp_path / picture).is_file(), picture
+
+
+def test_demo_sections_are_chosen_by_name():
+    from genflow.demo import chosen_sections
+    from genflow.demo_sections import SECTIONS
+
+    assert chosen_sections("all") == list(SECTIONS) and chosen_sections("none") == []
+    if SECTIONS:
+        assert chosen_sections(f" {SECTIONS[0]} ") == [SECTIONS[0]]
+    with pytest.raises(ConfigError, match="unknown section"):
+        chosen_sections("no_such_section")
 
 
 def test_help_explains_each_command(capsys):
