@@ -115,6 +115,19 @@ def check_time_range(t: Tensor | float, name: str = "t") -> None:
         raise TimeRangeError(f"{name} must lie in [0, 1] (t=0 data, t=1 noise); got values in [{lo:.6g}, {hi:.6g}]")
 
 
+def _grid_is_valid(ts: Tensor) -> bool:
+    """Whether a non-empty 1-D grid is strictly monotone (or one point) and inside ``[0, 1]``.
+
+    One device-to-host copy of the (short) grid, then plain Python comparisons, which
+    cost less than a chain of tensor reductions; NaN fails every comparison.
+    """
+    values = ts.detach().tolist()
+    if not all(0.0 <= v <= 1.0 for v in values):
+        return False
+    pairs = list(zip(values[:-1], values[1:]))
+    return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
+
+
 def check_time_grid(ts: Any, *, like: Tensor | None = None, name: str = "ts") -> Tensor:
     """Check a time grid: 1-D, finite, strictly monotone, inside ``[0, 1]``.
 
@@ -142,6 +155,8 @@ def check_time_grid(ts: Any, *, like: Tensor | None = None, name: str = "ts") ->
         ts = ts.to(torch.get_default_dtype())
     if ts.ndim != 1 or ts.numel() == 0:
         raise TimeGridError(f"{name} must be a non-empty 1-D tensor of times; got shape {tuple(ts.shape)}")
+    if _grid_is_valid(ts):  # the usual case costs one device-to-host copy; a failure is diagnosed below
+        return ts
     if not bool(torch.isfinite(ts).all()):
         raise TimeGridError(f"{name} must be finite; got {ts.tolist()[:16]}")
     if ts.numel() > 1:
