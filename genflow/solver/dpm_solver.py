@@ -44,7 +44,12 @@ class DPMSolverPP(DiffusionSampler):
     extrapolation blows up when the step grows fast (the end of a uniform or
     quadratic grid in ``t``, where ``lambda`` rises steeply). The last step of
     a run shorter than 15 steps is always at most second order, and the last
-    two at most second and first, as in the reference implementation.
+    two at most second and first, as in the reference implementation. A
+    third-order step is taken only while ``h <= max_third_order_step`` (1.0): over
+    longer steps the quadratic extrapolation of the data prediction in ``lambda``
+    is worse than the linear one (on the exact mixture from discrete betas, 3M on
+    the 6-step log-SNR grid, ``h = 1.6``, erred 1.11 against 2M's 0.48;
+    docs/benchmarks/dpm_solver_steps.md), so such a step is second order.
 
     Args:
         order: 1 (equals deterministic DDIM), 2 (2M, the default) or 3 (3M); a leaf built
@@ -58,6 +63,7 @@ class DPMSolverPP(DiffusionSampler):
     order: ClassVar[int] = 2  # the family's default member; each leaf declares its own order
     default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md (1 and 2M: uniform; 3M: logsnr)
     max_step_ratio: ClassVar[float] = 2.0
+    max_third_order_step: ClassVar[float] = 1.0
 
     def __new__(cls, order: int | None = None, lower_order_final: bool = True, **unknown: Any) -> DPMSolverPP:
         # unknown keys are refused by the constructor's argument check (an UnknownArgumentError listing them)
@@ -90,6 +96,8 @@ class DPMSolverPP(DiffusionSampler):
                     if h > self.max_step_ratio * (lam[k + 1 - j] - lam[k - j]):
                         order = j
                         break
+                if order == 3 and h > self.max_third_order_step:
+                    order = 2
             orders.append(order)
         return orders
 
