@@ -38,6 +38,7 @@ from torch import Tensor
 
 from genflow.errors import ConfigError
 from genflow.objectives.base import OBJECTIVES, Objective
+from genflow.process.interpolant import LinearInterpolant
 from genflow.random import require_generator
 
 __all__ = ["PairObjective", "Reflow", "SequentialReflow", "segment_interpolation"]
@@ -63,6 +64,11 @@ class PairObjective(Objective):
     Args:
         distill: Train only at ``s = 1`` (each segment's start): k-step distillation.
 
+    Attributes:
+        process: The :class:`~genflow.process.LinearInterpolant` the straight-line velocities belong to
+            (recorded in the run's checkpoints, so ``load_trained`` and ``genflow reflow pairs`` rebuild it;
+            a recipe with another process is refused).
+
     Raises:
         ConfigError: (in ``loss``) a model whose parameterisation is not ``velocity``.
     """
@@ -71,6 +77,7 @@ class PairObjective(Objective):
 
     def __init__(self, distill: bool = False) -> None:
         self.distill = bool(distill)
+        self.process = LinearInterpolant()
 
     @abstractmethod
     def _velocity(self, model: torch.nn.Module, x: Tensor, t: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
