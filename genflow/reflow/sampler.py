@@ -103,7 +103,8 @@ class SegmentRestartSolver(Solver):
     """Abstract: a fixed-step method run piece by piece between segment boundaries.
 
     ``ts`` must contain every boundary strictly inside its range (a :class:`SegmentGrid` does, and a
-    :class:`~genflow.sampling.Sampler` given no ``grid=`` uses ``SegmentGrid(segments)``); the solver runs :attr:`stepper` over each piece, giving a :class:`SegmentField` its piece's segment.
+    :class:`~genflow.sampling.Sampler` given no ``grid=`` uses ``SegmentGrid(segments)``); the solver
+    runs :attr:`stepper` over each piece, giving a :class:`SegmentField` its piece's segment.
     A leaf declares ``stepper`` (a fixed-step solver class) and the matching numerics.
 
     Args:
