@@ -78,6 +78,7 @@ class Sizes:
     n_eval: int
     seqrf: tuple[int, ...]
     distill: tuple[int, ...]  # K of the distilled 2-RF models
+    seqrf_distill: tuple[int, ...]  # K of the distilled SeqRF models (a subset of seqrf)
     tol: float = 1e-4  # dopri5 tolerance of the pairs and of the teacher's adaptive reference
 
 
@@ -127,7 +128,7 @@ def sample(model, segments: int, nfe: int, n: int, event: tuple[int, ...], seed:
                                                      return_trajectory=trajectory)  # fmt: skip
 
 
-def measure_straightness(model, segments: int, event, seed: int, n: int = 256) -> tuple[float, float]:
+def measure_straightness(model, segments: int, event, seed: int, n: int = 128) -> tuple[float, float]:
     """(global, own-segment) straightness along 32-step trajectories of the model's own sampler."""
     out = sample(model, segments, 32, n, event, seed, trajectory=True)
     denoiser = gf.ModelDenoiser(gf.LinearInterpolant(), model)
@@ -214,7 +215,7 @@ def run_dataset(name: str, sizes: Sizes, args, work: Path) -> dict[str, Any]:
         entries.append(Entry(f"2-RF distilled K={k}", model, k, "2-RF distilled", evals_k, len(pairs_k),
                              sizes.distill_steps * sizes.batch))  # fmt: skip
         log(f"2-RF distilled K={k} trained")
-    for k in sizes.seqrf:
+    for k in sizes.seqrf_distill:
         pairs_k, evals_k = pairs_of(seqrf[k], k, f"seqrf_k{k}")
         model = fit(copy.deepcopy(seqrf[k]), gf.SequentialReflow(distill=True), pairs_k, sizes.distill_steps, sizes,
                     sizes.lr / 4, seed)  # fmt: skip
@@ -332,13 +333,14 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--stem", default="seqrf", help="output file names: STEM.md, STEM.png, STEM.json")
     args = parser.parse_args()
-    toy = Sizes(teacher_steps=1500, steps=1000, distill_steps=500, batch=256, lr=2e-3, pairs=8192, shard=4096,
-                n_eval=2000, seqrf=(2, 4, 8), distill=(1, 2, 4, 8))  # fmt: skip
+    toy = Sizes(teacher_steps=1000, steps=600, distill_steps=300, batch=256, lr=2e-3, pairs=4096, shard=4096,
+                n_eval=2000, seqrf=(2, 4, 8), distill=(1, 4), seqrf_distill=(2, 4, 8))  # fmt: skip
     s = args.digits_scale
-    digits = Sizes(teacher_steps=int(1500 * s), steps=int(800 * s), distill_steps=int(400 * s), batch=128,
-                   lr=8e-3, pairs=2048, shard=2048, n_eval=500, seqrf=(2, 4, 8), distill=(1, 4), tol=1e-3)  # fmt: skip
+    digits = Sizes(teacher_steps=int(800 * s), steps=int(400 * s), distill_steps=int(200 * s), batch=128, lr=8e-3,
+                   pairs=1024, shard=1024, n_eval=368, seqrf=(2, 4, 8), distill=(4,), seqrf_distill=(4,),
+                   tol=1e-3)  # fmt: skip
     if args.quick:
-        toy = Sizes(200, 100, 50, 128, 2e-3, 1024, 512, 500, (2, 4), (1, 4))
+        toy = Sizes(200, 100, 50, 128, 2e-3, 1024, 512, 500, (2, 4), (1, 4), (4,))
         args.datasets = "checkerboard"
     results = []
     with tempfile.TemporaryDirectory() as work:
