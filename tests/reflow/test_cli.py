@@ -8,11 +8,13 @@ from safetensors.torch import load_file
 
 import genflow as gf
 from genflow.cli import EXIT_ERROR, main
+from genflow.data import NamedTensorDataset
 from genflow.errors import ConfigError
 from genflow.pipeline import build, load_trained
 from genflow.recipe import load_recipe, recipe_names
 from genflow.reflow import PairDataset, PairGenerator, SegmentConditionedModel, SegmentEuler, SegmentGrid, shard_path
 from genflow.reflow.command import training_data
+from genflow.reflow.stages import euler_sampler, train_stage
 from tests.reflow.analytic import LinearMapVelocity
 
 TINY = ["trainer.steps=3", "trainer.batch_size=16", "trainer.checkpoint_every=3", "trainer.warmup_steps=0",
@@ -146,3 +148,18 @@ def test_the_toy_recipe_chain_runs_end_to_end_and_seqrf_starts_from_its_teacher(
     _, distilled = load_trained(runs["toy_seqrf_distill"])
     out = gf.Sampler(gf.LinearInterpolant(), distilled, SegmentEuler(4)).sample((10, 2), 4, generator=torch.Generator())
     assert out.nfe == 4 and torch.isfinite(out.samples).all()
+
+
+def test_train_stage_trains_a_frozen_copy_and_returns_its_ema():
+    model = gf.MLPScoreNet(hidden_size=8, depth=1, parameterization="velocity").eval().requires_grad_(False)
+    before = [p.clone() for p in model.parameters()]
+    data = NamedTensorDataset(x=torch.randn(64, 2, generator=torch.Generator().manual_seed(0)))
+    ema = train_stage(model, gf.FlowMatching(), data, steps=3, batch_size=16, ema_decay=0.5)
+    assert ema is not model and not ema.training
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # trained in place
+    plain = train_stage(model, gf.FlowMatching(), data, steps=1, batch_size=16, ema_decay=0.0)
+    assert plain is model
+    x = torch.randn(4, 2)
+    one = euler_sampler(model).sample((4, 2), 3, x_init=x, generator=torch.Generator())
+    ref = gf.Sampler(gf.LinearInterpolant(), model, gf.Euler()).sample((4, 2), 3, x_init=x, generator=torch.Generator())
+    assert torch.equal(one.samples, ref.samples) and euler_sampler(model, 3).solver.segments.num_segments == 3
