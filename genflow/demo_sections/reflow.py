@@ -34,7 +34,7 @@ K = 4
 NFES = (1, 2, 4, 8)
 # teacher steps, reflow steps, pairs, samples
 QUICK = (200, 100, 512, 500)
-FULL = (2000, 1500, 8192, 4000)
+FULL = (1500, 1000, 8192, 4000)
 
 
 def section(ctx: DemoContext) -> list[str]:
