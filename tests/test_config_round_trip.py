@@ -226,9 +226,9 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
         if name == "cross_entropy":
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
         if "start" in objective.fields:  # teacher pairs (reflow): segment ends and times
-            t_start = 0.5 + 0.5 * torch.rand(len(x), generator=torch.Generator().manual_seed(7))
-            batch = {"start": x, "end": _batch(8)[0], "t_start": t_start, "t_end": t_start - 0.4,
-                     "segment": torch.arange(len(x)) % 2}  # fmt: skip
+            segment, bounds = torch.arange(len(x)) % 2, torch.tensor([1.0, 0.5, 0.0])  # the model's 2 segments
+            batch = {"start": x, "end": _batch(8)[0], "t_start": bounds[segment], "t_end": bounds[segment + 1],
+                     "segment": segment}  # fmt: skip
         draws = objective.draw(len(x), {k: tuple(v.shape[1:]) for k, v in batch.items()}, g, dtype=x.dtype,
                                device="cpu")  # fmt: skip
         return [objective.loss(model, batch, draws)]
