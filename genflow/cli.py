@@ -1,4 +1,4 @@
-"""The ``genflow`` command: ``train``, ``sample``, ``evaluate`` and ``demo``.
+"""The ``genflow`` command: ``train``, ``sample``, ``evaluate``, ``demo`` and ``reflow pairs``.
 
 Bad input never reaches the user as a traceback: every error genflow raises on
 purpose prints one line ``genflow COMMAND: error: ...`` and exits with 2; Ctrl-C
@@ -308,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report-dir", default=None, help="classifier runs: folder for metrics.md, metrics.json and "
                     "the reliability diagrams (default RUN/eval)")  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
+
+    from genflow.reflow.command import add_reflow_parser
+
+    add_reflow_parser(sub, common)  # genflow reflow pairs
     return parser
 
 

@@ -25,6 +25,7 @@ import genflow as gf
 from genflow.registry import registries
 from genflow.testing import GaussianMixture, GaussianMixtureScore
 from tests.data.test_images import fake_cifar, image_root, trust_fake  # noqa: F401  (fixtures)
+from tests.reflow.test_cli import pair_shards  # noqa: F401  (fixture)
 
 Kwargs = Callable[[dict[str, Any]], dict[str, Any]]  # fixtures -> constructor arguments
 
@@ -134,13 +135,18 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "cifar10": [lambda f: {"root": f["trust_fake"][0], "train": False, "value_range": "classification"}],
         "image_folder": [lambda f: {"root": f["image_root"], "size": 5, "value_range": "classification",
                                     "grayscale": True}],  # fmt: skip
+        "reflow_pairs": [lambda f: {"directory": f["pair_shards"]}],
     },
 }
 
 EXEMPT: dict[tuple[str, str], dict[str, str]] = {
     ("dataset", "cifar10"): {"download": "True would fetch 163 MB; tests never download"},
 }
-FIXTURES = {("dataset", "cifar10"): ["trust_fake"], ("dataset", "image_folder"): ["image_root"]}
+FIXTURES = {
+    ("dataset", "cifar10"): ["trust_fake"],
+    ("dataset", "image_folder"): ["image_root"],
+    ("dataset", "reflow_pairs"): ["pair_shards"],
+}
 
 
 def _batch(seed: int, shape: tuple[int, ...] = (2,), n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,9 +226,9 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
         if name == "cross_entropy":
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
         if "start" in objective.fields:  # teacher pairs (reflow): segment ends and times
-            t_start = 0.5 + 0.5 * torch.rand(len(x), generator=torch.Generator().manual_seed(7))
-            batch = {"start": x, "end": _batch(8)[0], "t_start": t_start, "t_end": t_start - 0.4,
-                     "segment": torch.arange(len(x)) % 2}  # fmt: skip
+            segment, bounds = torch.arange(len(x)) % 2, torch.tensor([1.0, 0.5, 0.0])  # the model's 2 segments
+            batch = {"start": x, "end": _batch(8)[0], "t_start": bounds[segment], "t_end": bounds[segment + 1],
+                     "segment": segment}  # fmt: skip
         draws = objective.draw(len(x), {k: tuple(v.shape[1:]) for k, v in batch.items()}, g, dtype=x.dtype,
                                device="cpu")  # fmt: skip
         return [objective.loss(model, batch, draws)]
@@ -235,6 +241,8 @@ def _dataset_outputs(loader: Any) -> list[torch.Tensor]:
     if isinstance(data, torch.Tensor):
         return [data]
     items = [data[i] for i in range(len(data))]
+    if isinstance(items[0], dict):  # named fields (reflow pairs)
+        return [torch.stack([item[name] for item in items]) for name in items[0]]
     return [torch.stack([item[0] for item in items]), torch.tensor([int(item[1]) for item in items])]
 
 

@@ -38,7 +38,10 @@ from torch import Tensor
 
 from genflow.errors import ConfigError
 from genflow.objectives.base import OBJECTIVES, Objective
+from genflow.process.interpolant import LinearInterpolant
 from genflow.random import require_generator
+from genflow.reflow.errors import SegmentSpecError
+from genflow.reflow.segments import SegmentSpec
 
 __all__ = ["PairObjective", "Reflow", "SequentialReflow", "segment_interpolation"]
 
@@ -63,6 +66,11 @@ class PairObjective(Objective):
     Args:
         distill: Train only at ``s = 1`` (each segment's start): k-step distillation.
 
+    Attributes:
+        process: The :class:`~genflow.process.LinearInterpolant` the straight-line velocities belong to
+            (recorded in the run's checkpoints, so ``load_trained`` and ``genflow reflow pairs`` rebuild it;
+            a recipe with another process is refused).
+
     Raises:
         ConfigError: (in ``loss``) a model whose parameterisation is not ``velocity``.
     """
@@ -71,6 +79,7 @@ class PairObjective(Objective):
 
     def __init__(self, distill: bool = False) -> None:
         self.distill = bool(distill)
+        self.process = LinearInterpolant()
 
     @abstractmethod
     def _velocity(self, model: torch.nn.Module, x: Tensor, t: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
@@ -120,9 +129,34 @@ class Reflow(PairObjective):
 class SequentialReflow(PairObjective):
     """Sequential reflow: the segment index of each pair reaches a segment-aware model as ``segment=``;
     with ``distill=True`` the K-step distillation of SeqRF.
+
+    Raises:
+        SegmentSpecError: (in ``loss``/``metrics``) pairs whose times are not the boundaries of the model's
+            segments (made with another K), for a model that declares a :class:`SegmentSpec`.
     """
 
     fields: ClassVar[tuple[str, ...]] = ("start", "end", "t_start", "t_end", "segment")
 
     def _velocity(self, model, x, t, batch):
+        _check_pair_segments(model, batch)
         return model(x, t, segment=batch["segment"])
+
+
+def _check_pair_segments(model: torch.nn.Module, batch: Mapping[str, Tensor]) -> None:
+    """Refuse pairs whose segment times are not the model's segment boundaries (pairs made with another K).
+
+    Raises:
+        SegmentSpecError: a pair's ``(t_start, t_end)`` differ from the model's boundaries of its segment,
+            or its segment index is out of the model's range.
+    """
+    spec = getattr(model, "segments", None)
+    if not isinstance(spec, SegmentSpec):
+        return  # a segment-aware model that declares no SegmentSpec checks its own segments
+    segment, t_start, t_end = batch["segment"], batch["t_start"], batch["t_end"]
+    spec.check_index(segment)
+    bounds = torch.tensor(spec.boundaries, dtype=torch.float64).to(device=t_start.device, dtype=t_start.dtype)
+    if not bool(((bounds[segment] == t_start) & (bounds[segment + 1] == t_end)).all()):
+        raise SegmentSpecError(
+            f"the pairs' segment times do not match the model's segments {spec!r}: were the pairs made with "
+            "another number of segments (genflow reflow pairs --segments)?"
+        )

@@ -9,7 +9,7 @@ from genflow.reflow.model import SegmentConditionedModel
 from genflow.reflow.pairs import PairGenerator, PairManifest
 from genflow.reflow.sampler import SegmentEuler, SegmentField, SegmentHeun, SegmentRestartSolver, SegmentVelocity
 from genflow.reflow.segments import SegmentGrid, SegmentSpec, split_steps
-from genflow.reflow.shards import PAIR_FIELDS, PairDataset, shard_path
+from genflow.reflow.shards import PAIR_FIELDS, PairDataset, PairsLoader, shard_path
 
 __all__ = [
     "SegmentSpec",
@@ -25,6 +25,7 @@ __all__ = [
     "PairGenerator",
     "PairManifest",
     "PairDataset",
+    "PairsLoader",
     "shard_path",
     "SegmentSpecError",
     "PairShardError",

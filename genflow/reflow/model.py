@@ -90,6 +90,15 @@ class SegmentConditionedModel(ScoreModel):
         config["backbone"] = self.backbone.to_config()  # the built backbone, also when given by name
         return config
 
+    def initial_weights(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This model's weights from ``state``: the backbone's own weights (a 1-rectified-flow checkpoint) get
+        the zero segment embedding, so ``init_from`` a teacher run starts SeqRF from the teacher; a state of
+        this model is returned unchanged. (``Trainer.initialize_from`` calls it.)"""
+        own = self.backbone.state_dict()
+        if set(state) != set(own):
+            return state
+        return {**{f"backbone.{k}": v for k, v in state.items()}, "segment_embed.weight": self.segment_embed.weight}
+
     @property
     def num_blocks(self) -> int | None:  # type: ignore[override]
         """The backbone's (early exit passes through)."""

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from genflow.errors import ComponentError, ConfigError
 from genflow.reflow.errors import SegmentSpecError
-from genflow.reflow.segments import SegmentSpec
+from genflow.reflow.segments import SegmentGrid, SegmentSpec
 from genflow.sampling import ModelDenoiser
 from genflow.solver.base import SOLVERS, Solver
 from genflow.solver.ode import Euler, Heun
@@ -102,8 +102,9 @@ class SegmentVelocity:
 class SegmentRestartSolver(Solver):
     """Abstract: a fixed-step method run piece by piece between segment boundaries.
 
-    ``ts`` must contain every boundary strictly inside its range (a :class:`SegmentGrid` does); the
-    solver runs :attr:`stepper` over each piece, giving a :class:`SegmentField` its piece's segment.
+    ``ts`` must contain every boundary strictly inside its range (a :class:`SegmentGrid` does, and a
+    :class:`~genflow.sampling.Sampler` given no ``grid=`` uses ``SegmentGrid(segments)``); the solver
+    runs :attr:`stepper` over each piece, giving a :class:`SegmentField` its piece's segment.
     A leaf declares ``stepper`` (a fixed-step solver class) and the matching numerics.
 
     Args:
@@ -128,6 +129,7 @@ class SegmentRestartSolver(Solver):
             raise ConfigError(f"step_size must be a positive float or None (step over ts); got {step_size!r}")
         self.step_size = step_size
         self._stepper = self.stepper(step_size=step_size)
+        self.default_grid = SegmentGrid(self.segments)  # per instance: a Sampler without grid= restarts here too
 
     def field_from(self, denoiser: Any) -> Any:
         """:class:`SegmentVelocity` for a segment-aware model, else the model's velocity."""

@@ -22,9 +22,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from genflow.data.base import NamedTensorDataset
+from genflow.data.catalog import DATASET_LOADERS, DatasetLoader
 from genflow.reflow.errors import PairShardError
 
-__all__ = ["PAIR_FIELDS", "FORMAT", "shard_path", "read_shard_metadata", "PairDataset"]
+__all__ = ["PAIR_FIELDS", "FORMAT", "shard_path", "read_shard_metadata", "PairDataset", "PairsLoader"]
 
 PAIR_FIELDS = ("start", "end", "t_start", "t_end", "segment")
 FORMAT = "genflow.reflow.pairs/1"
@@ -133,3 +134,19 @@ class PairDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"PairDataset(n={len(self)}, event_shape={tuple(self.tensors[0].shape[1:])})"
+
+
+@DATASET_LOADERS.register("reflow_pairs")
+class PairsLoader(DatasetLoader):
+    """:class:`PairDataset` of a folder of pair shards, so a recipe's ``data`` section can name teacher pairs
+    (``data: {name: reflow_pairs, directory: runs/toy_pairs}``; made by ``genflow reflow pairs``).
+
+    Raises:
+        PairShardError: (in ``load``) no shards, or shards that are not reflow pair shards.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        pass
+
+    def load(self, generator: torch.Generator | None = None) -> PairDataset:
+        return PairDataset(self.arguments["directory"])

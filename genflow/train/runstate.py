@@ -114,6 +114,8 @@ class RunState:
         folder = step_folder(path)
         ckpt = load_checkpoint(folder)
         weights = ckpt.ema if ema and ckpt.ema else ckpt.model
+        adapt = getattr(t.model, "initial_weights", None)  # a model that extends another maps that one's weights
+        weights = adapt(weights) if callable(adapt) else weights
         load_weights(t.model, weights, f"checkpoint {folder}")
         if t.ema is not None:
             t.ema.load_state_dict(t.model.state_dict())

@@ -114,3 +114,12 @@ def test_wraps_a_transformer_backbone_and_samples_through_the_sampler():
         (3, 1, 4, 4), 4, generator=torch.Generator().manual_seed(0)
     )
     assert out.samples.shape == (3, 1, 4, 4) and out.nfe == 8 and torch.isfinite(out.samples).all()
+
+
+def test_initial_weights_map_a_backbone_checkpoint_and_keep_a_full_one():
+    backbone = gf.MLPScoreNet(hidden_size=8, depth=1, parameterization="velocity")
+    model = SegmentConditionedModel(copy.deepcopy(backbone), segments=2)
+    mapped = model.initial_weights(backbone.state_dict())
+    assert set(mapped) == set(model.state_dict()) and not mapped["segment_embed.weight"].any()
+    own = model.state_dict()
+    assert model.initial_weights(own) is own

@@ -124,3 +124,20 @@ def test_distilled_reflow_recovers_a_known_linear_map(tmp_path):
         (16, 2), 1, generator=torch.Generator(), x_init=z
     )
     torch.testing.assert_close(one_step.samples, teacher.data_of(z), atol=5e-2, rtol=0)
+
+
+def test_seqrf_refuses_pairs_made_with_another_number_of_segments(tmp_path):
+    from genflow.reflow import PairDataset, PairGenerator, SegmentSpecError
+
+    data = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    PairGenerator(LinearMapVelocity(), segments=2, data=data, shard_size=6, progress=False).generate(tmp_path, 1)
+    batch = dict(zip(PairDataset(tmp_path).fields, PairDataset(tmp_path).tensors, strict=True))
+    objective = gf.SequentialReflow()
+    draws = objective.draw(6, {}, torch.Generator(), dtype=torch.float32, device="cpu")
+    ok = gf.SegmentConditionedModel(gf.MLPScoreNet(hidden_size=8, depth=1, parameterization="velocity"), segments=2)
+    assert torch.isfinite(objective.loss(ok, batch, draws))
+    for segments in (3, [1.0, 0.3, 0.0]):  # another K; the same K with other boundaries
+        wrong = gf.SegmentConditionedModel(gf.MLPScoreNet(hidden_size=8, depth=1, parameterization="velocity"),
+                                           segments=segments)  # fmt: skip
+        with pytest.raises(SegmentSpecError, match="do not match the model's segments"):
+            objective.loss(wrong, batch, draws)
