@@ -125,6 +125,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "reflow": [lambda f: {"distill": True}],
         "seqrf": [lambda f: {"distill": True}],
     },
+    "purifier": {},
     "dataset": {
         "digits": [lambda f: {"split": "val", "size": 16, "value_range": "classification", "seed": 1}],
         "digits_corrupted": [
@@ -190,6 +191,13 @@ def _held_outputs(held: Any, clone: Any) -> list[torch.Tensor]:
     return [h(x, t) for h in (held, clone)]
 
 
+def _purifier_outputs(purifier: Any, clone: Any) -> list[torch.Tensor]:
+    clone.load_state_dict(purifier.state_dict())  # the model's weights are not part of the config
+    shape = purifier.image_shape or (1, 4, 4)
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(4))
+    return [p.eval().purify(x, torch.Generator().manual_seed(5)) for p in (purifier, clone)]
+
+
 def _policy_outputs(policy: Any) -> list[torch.Tensor]:
     schedule = policy.schedule(getattr(policy, "num_blocks", 8))
     return [torch.tensor(schedule.depths), torch.tensor(schedule.edges)]
@@ -251,6 +259,7 @@ PAIRED: dict[str, Callable[[Any, Any], list[torch.Tensor]]] = {
     "model": _model_outputs,
     "classifier": _classifier_outputs,
     "held_network": _held_outputs,
+    "purifier": _purifier_outputs,
 }
 """Families whose weights are not in the config: the clone takes the original's weights, then both run."""
 
