@@ -81,6 +81,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         },
         "mlp": [lambda f: {"dim": 3, "hidden_size": 16, "depth": 2, "parameterization": "x0"}],
         "energy_mlp": [lambda f: {"event_shape": [3], "hidden_size": 16, "depth": 3, "parameterization": "eps"}],
+        "ncsn": [lambda f: {"event_shape": [2, 4, 4], "process": gf.VEProcess(0.02, 3.0), "hidden_size": 8,
+                            "depth": 2}],  # fmt: skip
+        "energy_conv": [lambda f: {"event_shape": [2, 4, 4], "process": gf.VEProcess(0.02, 3.0), "hidden_size": 8,
+                                   "depth": 2}],  # fmt: skip
         "gaussian_mixture_score": [
             lambda f: {"mixture": _mixture(), "process": gf.VEProcess(0.02, 20.0), "parameterization": "x0"}
         ],
@@ -114,6 +118,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "min_snr", "min_snr_gamma": 3.0,
                        "t_min": 0.05, "t_max": 0.9},  # fmt: skip
             lambda f: {"cond_field": "label"},  # class-conditional DSM (named batches)
+            lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "sigma2"},
         ],
         "flow_matching": [lambda f: {}, lambda f: {"cond_field": "label"}],
         "early_exit_dsm": [
