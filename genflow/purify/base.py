@@ -25,8 +25,12 @@ References:
 
 from __future__ import annotations
 
+import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +41,7 @@ from genflow.purify.errors import ChannelError, GradientModeError, PixelRangeErr
 from genflow.random import require_generator
 from genflow.registry import Registry
 
-__all__ = ["Purifier", "PURIFIERS", "GRADIENT_MODES", "check_gradient_mode", "check_images"]
+__all__ = ["Purifier", "PURIFIERS", "PurifyCost", "GRADIENT_MODES", "check_gradient_mode", "check_images"]
 
 GRADIENT_MODES: tuple[str, ...] = ("full", "surrogate", "bpda")
 
@@ -92,12 +96,38 @@ def check_images(x: object, image_shape: Sequence[int] | None, owner: str) -> Te
     return x
 
 
+@dataclass(frozen=True)
+class PurifyCost:
+    """What the last :meth:`Purifier.purify` call cost.
+
+    Attributes:
+        images: Images purified.
+        evaluations: Network evaluations summed over the images (one image through the model once is one).
+        seconds: Wall-clock time of the call (not device-synchronised).
+    """
+
+    images: int
+    evaluations: int
+    seconds: float
+
+    @property
+    def evaluations_per_image(self) -> float:
+        """Network evaluations per image."""
+        return self.evaluations / self.images
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Wall-clock seconds per image."""
+        return self.seconds / self.images
+
+
 class Purifier(Configurable, nn.Module, ABC):
     """``purify(x, generator) -> x'``: images in ``[0, 1]`` to purified images in ``[0, 1]``.
 
     Subclasses implement :meth:`_purify` (the defence, given whether the attacker's
-    ``surrogate`` is asked) and report :attr:`image_shape`. The base class checks the
-    input, requires an explicit generator and applies :attr:`gradient_mode`.
+    ``surrogate`` is asked; it returns the images and the network evaluations spent) and
+    report :attr:`image_shape`. The base class checks the input, requires an explicit
+    generator, applies :attr:`gradient_mode` and records :attr:`last_cost`.
 
     Args:
         gradient_mode: ``full``, ``surrogate`` or ``bpda`` (see the module docstring).
@@ -109,6 +139,19 @@ class Purifier(Configurable, nn.Module, ABC):
     def __init__(self, gradient_mode: str = "full") -> None:
         nn.Module.__init__(self)
         self._gradient_mode = check_gradient_mode(gradient_mode)
+        self.last_cost: PurifyCost | None = None
+
+    @classmethod
+    def from_trained(cls, path: str | os.PathLike[str], *, ema: bool = True, **kwargs: Any) -> Purifier:
+        """This purifier on the process and model of a genflow checkpoint or run folder (EMA weights by default).
+
+        ``kwargs`` are the purifier's other arguments. Raises what
+        :func:`genflow.pipeline.load_trained` raises for a missing or bad checkpoint.
+        """
+        from genflow.pipeline import load_trained  # the pipeline imports every registry; only needed here
+
+        process, model = load_trained(path, ema=ema)
+        return cls(model=model, process=process, **kwargs)
 
     @property
     def gradient_mode(self) -> str:
@@ -142,19 +185,24 @@ class Purifier(Configurable, nn.Module, ABC):
         owner = type(self).__name__
         x = check_images(x, self.image_shape, owner)
         generator = require_generator(generator, f"{owner}.purify")
+        start = time.perf_counter()
         if self._gradient_mode == "bpda":
             with torch.no_grad():
-                out = self._purify(x.detach(), generator, surrogate=False)
-            return x + (out - x).detach()  # forward: the purified image; backward: the identity
-        return self._purify(x, generator, surrogate=self._gradient_mode == "surrogate")
+                out, evaluations = self._purify(x.detach(), generator, surrogate=False)
+            out = x + (out - x).detach()  # forward: the purified image; backward: the identity
+        else:
+            out, evaluations = self._purify(x, generator, surrogate=self._gradient_mode == "surrogate")
+        self.last_cost = PurifyCost(int(x.shape[0]), int(evaluations), time.perf_counter() - start)
+        return out
 
     def forward(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Same as :meth:`purify`."""
         return self.purify(x, generator)
 
     @abstractmethod
-    def _purify(self, x: Tensor, generator: torch.Generator, *, surrogate: bool) -> Tensor:
-        """The defence on checked images; ``surrogate``: the attacker's cheaper version."""
+    def _purify(self, x: Tensor, generator: torch.Generator, *, surrogate: bool) -> tuple[Tensor, int]:
+        """The defence on checked images (``surrogate``: the attacker's cheaper version); returns the purified
+        images and the network evaluations spent, summed over images."""
 
 
 PURIFIERS: Registry[Purifier] = Registry("purifier", Purifier)
