@@ -32,8 +32,8 @@ def test_step_size_is_lambda_times_sigma_for_a_point_mass_and_is_clipped():
     alpha = purifier.step_size(denoiser, x, purifier.direction(denoiser, x))
     torch.testing.assert_close(alpha, torch.full((3,), 0.05 * 0.2, dtype=x.dtype), rtol=1e-4, atol=0)
     clipped = ScorePurifier(point_score(0.5, 1e-4), sigma_inj=0.2, step_scale=5.0, max_step=0.1)
-    assert torch.equal(clipped.step_size(denoiser, x, clipped.direction(denoiser, x)), torch.full((3,), 0.1,
-                                                                                                  dtype=x.dtype))  # fmt: skip
+    alpha = clipped.step_size(denoiser, x, clipped.direction(denoiser, x))
+    assert torch.equal(alpha, torch.full((3,), 0.1, dtype=x.dtype))
 
 
 def test_samples_stop_for_good_when_the_step_is_small():
@@ -51,7 +51,8 @@ def test_per_sample_stopping_keeps_the_others_going():
     """Two tight clusters of different widths: alpha ~ lambda (sigma^2 + s_k^2) / sigma is 0.005 near the narrow
     one (stops at stop_step 0.01) and 0.05 near the wide one (keeps going)."""
     means = torch.stack([torch.full(SHAPE, 0.2), torch.full(SHAPE, 0.8)]).double()
-    mixture = GaussianMixture(torch.tensor([0.5, 0.5]), means, torch.stack([1e-4 * torch.eye(16), 0.09 * torch.eye(16)]))
+    covariances = torch.stack([1e-4 * torch.eye(16), 0.09 * torch.eye(16)])
+    mixture = GaussianMixture(torch.tensor([0.5, 0.5]), means, covariances)
     model = GaussianMixtureScore(mixture, VE, parameterization="score")
     purifier = ScorePurifier(model, sigma_inj=0.01, score_sigma=0.1, max_steps=5, stop_step=0.01)
     x = torch.stack([torch.full(SHAPE, 0.2), torch.full(SHAPE, 0.7)]).double()
