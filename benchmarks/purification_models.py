@@ -40,6 +40,8 @@ from genflow.recipe import load_recipe  # noqa: E402
 
 SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 5.0)
 RECIPES = {"ncsn": "digits_ncsn", "ebm": "digits_ebm"}
+ADP_SETTINGS = ((0.1, 0, 0.05), (0.1, 10, 0.05), (0.25, 0, 0.05), (0.25, 10, 0.05), (0.25, 10, 0.5))
+"""(sigma_inj, max_steps, step_scale) of the ADP rows."""
 
 
 def level_losses(model, process, x: torch.Tensor, weighting: str, seed: int = 0) -> list[float]:
@@ -84,7 +86,8 @@ def purification_rows(purifiers, classifier, x, y) -> list[list[str]]:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def main() -> None:
@@ -127,10 +130,9 @@ def main() -> None:
     purifiers = []
     for kind in ("ncsn", "ebm"):
         process, model = models[kind]
-        for sigma_inj, steps, scale in ((0.1, 0, 0.05), (0.1, 10, 0.05), (0.25, 0, 0.05), (0.25, 10, 0.05),
-                                        (0.25, 10, 0.5)):  # fmt: skip
-            purifiers.append((f"ADP sigma_inj={sigma_inj}, K={steps}, lambda={scale}", RECIPES[kind],
-                              ScorePurifier(model, process, sigma_inj=sigma_inj, max_steps=steps, step_scale=scale)))  # fmt: skip
+        for sigma_inj, steps, scale in ADP_SETTINGS:
+            purifier = ScorePurifier(model, process, sigma_inj=sigma_inj, max_steps=steps, step_scale=scale)
+            purifiers.append((f"ADP sigma_inj={sigma_inj}, K={steps}, lambda={scale}", RECIPES[kind], purifier))
     process, model = models["ncsn"]
     for sigma_star in (0.1, 0.25):
         t_star = float(process.t_from_log_snr(torch.tensor(-math.log(sigma_star))))
