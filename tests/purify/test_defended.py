@@ -61,6 +61,7 @@ def test_gradient_mode_context_sets_and_restores():
     defence, x = _defence(), images(2).requires_grad_(True)
     with defence.gradient_mode("bpda"):
         assert defence.purifier.gradient_mode == "bpda"
+        assert defence.purifier.to_config()["gradient_mode"] == "bpda"
         defence(x).sum().backward()
     assert defence.purifier.gradient_mode == "full"
     with pytest.raises(RuntimeError), defence.gradient_mode("surrogate"):
