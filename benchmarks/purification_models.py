@@ -6,7 +6,7 @@
 2. Their training curves (``metrics.jsonl``), as a plot.
 3. Clean test digits through ADP (:class:`~genflow.purify.ScorePurifier`, both models) and diffusion
    purification (:class:`~genflow.purify.DiffusionPurifier`): mean squared distance to the clean image,
-   the accuracy of a ``digits_classifier`` on the purified images (one draw, and the 4-draw softmax
+   the accuracy of a ``digits_classifier`` on the purified images (one draw, and the 8-draw softmax
    ensemble of :class:`~genflow.purify.PurifiedClassifier`), network evaluations and seconds per image.
    No attack here: robustness is measured by the robustness benchmark.
 
@@ -40,8 +40,10 @@ from genflow.recipe import load_recipe  # noqa: E402
 
 SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 5.0)
 RECIPES = {"ncsn": "digits_ncsn", "ebm": "digits_ebm"}
-ADP_SETTINGS = ((0.1, 0, 0.05), (0.1, 10, 0.05), (0.25, 0, 0.05), (0.25, 10, 0.05), (0.25, 10, 0.5))
-"""(sigma_inj, max_steps, step_scale) of the ADP rows."""
+ADP_SETTINGS = ((0.1, 0, 0.05, None), (0.1, 10, 0.05, None), (0.25, 0, 0.05, None), (0.25, 10, 0.05, None),
+                (0.25, 10, 0.5, None), (0.25, 10, 0.5, 0.1))  # fmt: skip
+"""(sigma_inj, max_steps, step_scale, score_sigma) of the ADP rows (score_sigma None: sigma_inj)."""
+DRAWS = 8
 
 
 def level_losses(model, process, x: torch.Tensor, weighting: str, seed: int = 0) -> list[float]:
@@ -77,9 +79,9 @@ def purification_rows(purifiers, classifier, x, y) -> list[list[str]]:
             start = time.perf_counter()
             out = purifier.purify(x, torch.Generator().manual_seed(0))
             seconds = (time.perf_counter() - start) / len(x)
-            evals = purifier.last_cost.evaluations_per_image
+            evals = purifier.last_cost.evaluations_per_image  # of the one-draw call above
             mse = float((out - x).pow(2).mean())
-            ensemble = PurifiedClassifier(purifier, classifier, draws=4, combine="softmax", seed=1)(x)
+            ensemble = PurifiedClassifier(purifier, classifier, draws=DRAWS, combine="softmax", seed=1)(x)
             rows.append([label, model_name, f"{mse:.4f}", f"{accuracy(classifier(out), y):.1f}",
                          f"{accuracy(ensemble, y):.1f}", f"{evals:.1f}", f"{1000 * seconds:.2f}"])  # fmt: skip
     return rows
@@ -130,9 +132,12 @@ def main() -> None:
     purifiers = []
     for kind in ("ncsn", "ebm"):
         process, model = models[kind]
-        for sigma_inj, steps, scale in ADP_SETTINGS:
-            purifier = ScorePurifier(model, process, sigma_inj=sigma_inj, max_steps=steps, step_scale=scale)
-            purifiers.append((f"ADP sigma_inj={sigma_inj}, K={steps}, lambda={scale}", RECIPES[kind], purifier))
+        for sigma_inj, steps, scale, score_sigma in ADP_SETTINGS:
+            purifier = ScorePurifier(model, process, sigma_inj=sigma_inj, max_steps=steps, step_scale=scale,
+                                     score_sigma=score_sigma)  # fmt: skip
+            label = f"ADP sigma_inj={sigma_inj}, K={steps}, lambda={scale}"
+            label += "" if score_sigma is None else f", score_sigma={score_sigma}"
+            purifiers.append((label, RECIPES[kind], purifier))
     process, model = models["ncsn"]
     for sigma_star in (0.1, 0.25):
         t_star = float(process.t_from_log_snr(torch.tensor(-math.log(sigma_star))))
@@ -142,7 +147,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
 
     level_header = ["model", "weights", "weighting", *(f"sigma={s:g}" for s in SIGMAS)]
-    purify_header = ["purifier", "model", "MSE to clean", "acc % (1 draw)", "acc % (4-draw softmax)",
+    purify_header = ["purifier", "model", "MSE to clean", "acc % (1 draw)", f"acc % ({DRAWS}-draw softmax)",
                      "network evals / image", "ms / image"]  # fmt: skip
     lines = [
         "# Purification models on the digits",
