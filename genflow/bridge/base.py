@@ -148,6 +148,11 @@ class Bridge(Configurable, nn.Module, ABC):
     def _unit_scale(self, like: Tensor) -> Tensor:
         return self.process.sigma(torch.ones((), dtype=like.dtype, device=like.device)) ** 2
 
+    def corrupt(self, target: Tensor, source: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """A draw of the forward marginal ``q(z_t | z_0 = target, z_1 = source)`` from standard normal ``noise``."""
+        mean, std = self.process.marginal(target, t, x1=source)
+        return mean + std * noise
+
     def loss(self, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
         """Noise-prediction loss on paired end points, at the times the sampler visits.
 
@@ -166,8 +171,7 @@ class Bridge(Configurable, nn.Module, ABC):
         ends = self.prepare(batch, draws)
         source, target, cond = ends["source"], ends["target"], ends["cond"]
         t = time_index(draws["time"].to(source.device), self.steps).to(source.dtype) / self.steps
-        mean, std = self.process.marginal(target, t, x1=source)
-        z = mean + std * draws["noise"].to(source)
+        z = self.corrupt(target, source, t, draws["noise"].to(source))
         eps_target = self.process.eps_from_x0(z, target, t)
         return self._unit_scale(source) * (self.eps(z, cond, t) - eps_target).pow(2).mean()
 
