@@ -6,6 +6,7 @@ from genflow.bridge.base import BRIDGES, Bridge, calibrate, check_endpoints, tim
 from genflow.bridge.dbn import DiffusionBridgeNetwork, beta_1_5, centred
 from genflow.bridge.network import BridgeConvNet, InvertedResidual
 from genflow.bridge.objectives import BridgeDistillation, BridgeMatching
+from genflow.bridge.recipe import evaluate_bridge_run, is_bridge_run, train_bridge_recipe
 from genflow.bridge.training import (
     BridgeCheckpointError,
     TrainedBridge,
@@ -36,6 +37,9 @@ __all__ = [
     "load_bridge",
     "load_bridge_run",
     "train_dbn",
+    "train_bridge_recipe",
+    "evaluate_bridge_run",
+    "is_bridge_run",
     "calibrate",
     "check_endpoints",
     "time_index",

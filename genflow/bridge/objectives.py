@@ -43,21 +43,30 @@ class BridgeMatching(Objective):
 
     Draws, per example: ``time`` (uniform, mapped to ``n / N``, ``n`` in ``1..N``), ``noise`` ``(K,)`` standard
     normal, ``temperature`` (uniform, mapped by a DBN to ``2 + 0.4 Beta(1, 5)``).
+
+    Args:
+        random_temperature: Draw the source temperature per example (the DBN recipe); False trains at the test
+            temperature only.
     """
 
     fields: ClassVar[tuple[str, ...]] = ("source", "target", "cond")
+
+    def __init__(self, random_temperature: bool = True) -> None:
+        self.random_temperature = bool(random_temperature)
 
     def draw(
         self, n: int, shapes: Mapping[str, tuple[int, ...]], generator: torch.Generator, *, dtype: torch.dtype,
         device: Any,
     ) -> dict[str, Tensor]:  # fmt: skip
-        """``time`` ``(n,)``, ``noise`` ``(n, K)``, ``temperature`` ``(n,)`` from ``generator``."""
+        """``time`` ``(n,)``, ``noise`` ``(n, K)`` and (``random_temperature``) ``temperature`` ``(n,)``."""
         generator = require_generator(generator, f"{type(self).__name__}.draw")
         if len(shapes.get("source", ())) != 1:
             raise ShapeError(f"{type(self).__name__} needs a source field of per-example shape (K,); got {shapes}")
         noise = torch.randn((n, *shapes["source"]), generator=generator, device=generator.device, dtype=dtype)
-        return {"time": _uniform(n, generator, dtype, device), "noise": noise.to(device),
-                "temperature": _uniform(n, generator, dtype, device)}  # fmt: skip
+        draws = {"time": _uniform(n, generator, dtype, device), "noise": noise.to(device)}
+        if self.random_temperature:
+            draws["temperature"] = _uniform(n, generator, dtype, device)
+        return draws
 
     def loss(self, model: torch.nn.Module, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
         """``model.loss(batch, draws)``."""

@@ -125,6 +125,7 @@ def train_dbn(
     *,
     bridge: Mapping[str, Any] | None = None,
     trainer: Mapping[str, Any] | None = None,
+    objective: BridgeMatching | None = None,
     distill: Mapping[str, Any] | None = None,
     distill_repeats: int = 2,
     seed: int = 0,
@@ -141,6 +142,7 @@ def train_dbn(
         images: Training inputs (no labels needed).
         bridge: Further :class:`DiffusionBridgeNetwork` arguments (``steps``, ``widths``, ``process``, ...).
         trainer: :class:`~genflow.train.Trainer` arguments of the bridge's training.
+        objective: The bridge's objective (default :class:`BridgeMatching` with random temperatures).
         distill: Trainer arguments of the distillation (None: no one-step student).
         distill_repeats: Teacher samples per image for distillation.
         seed: Seed of the bridge network's initial weights and of both Trainers.
@@ -157,7 +159,7 @@ def train_dbn(
         torch.random.default_generator.manual_seed(int(seed))
         model = DiffusionBridgeNetwork(source, **config)
     folder = None if out_dir is None else bridge_dir(out_dir, index)
-    teacher, seconds, history = _fit(model, BridgeMatching(), pairs, trainer or {}, folder, seed, progress)
+    teacher, seconds, history = _fit(model, objective or BridgeMatching(), pairs, trainer or {}, folder, seed, progress)
     result = TrainedBridge(teacher, None, [seconds], [history])
     if distill is None:
         return result
