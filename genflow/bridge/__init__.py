@@ -17,6 +17,7 @@ from genflow.bridge.training import (
     load_bridge,
     load_bridge_run,
     train_dbn,
+    with_crops,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "load_bridge",
     "load_bridge_run",
     "train_dbn",
+    "with_crops",
     "train_bridge_recipe",
     "evaluate_bridge_run",
     "is_bridge_run",

@@ -3,9 +3,10 @@
 A bridge recipe (``genflow/recipes/dbn_digits.yaml``) names a trained ensemble run and
 the bridges to train from one of its members:
 
-* ``bridge: {ensemble_run: PATH, source: i, targets: [[i, ...], ...], distill_repeats: r}``: the source
-  member (held by reference: its checkpoint's path and SHA-256 go into every bridge checkpoint) and one
-  target ensemble per bridge, each containing the source;
+* ``bridge: {ensemble_run: PATH, source: i, targets: [[i, ...], ...], distill_repeats: r, crop_copies: c}``:
+  the source member (held by reference: its checkpoint's path and SHA-256 go into every bridge checkpoint),
+  one target ensemble per bridge, each containing the source, teacher samples per image for distillation
+  and randomly cropped copies of the training images (:func:`~genflow.bridge.training.with_crops`);
 * ``data`` (training images; no labels are read), ``model`` (the :class:`DiffusionBridgeNetwork` arguments
   other than the source), ``objective`` (``bridge_matching``), ``trainer`` and, for the one-step students,
   ``distill`` (Trainer arguments; leave it out to train multi-step bridges only); ``seed`` and ``out_dir``.
@@ -36,7 +37,7 @@ from genflow.train.held import HeldNetwork
 
 __all__ = ["BRIDGE_KEYS", "check_bridge_section", "train_bridge_recipe", "is_bridge_run", "evaluate_bridge_run"]
 
-BRIDGE_KEYS = ("ensemble_run", "source", "targets", "distill_repeats")
+BRIDGE_KEYS = ("ensemble_run", "source", "targets", "distill_repeats", "crop_copies")
 
 
 def check_bridge_section(section: Any, where: str = "bridge") -> None:
@@ -68,9 +69,10 @@ def check_bridge_section(section: Any, where: str = "bridge") -> None:
     for j, target in enumerate(targets):
         if source not in target:
             raise ConfigError(f"{where}.targets[{j}] = {target} must contain the source member {source}")
-    repeats = section.get("distill_repeats", 2)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ConfigError(f"{where}.distill_repeats must be an int >= 1; got {repeats!r}")
+    for key, lo in (("distill_repeats", 1), ("crop_copies", 0)):
+        value = section.get(key, lo)
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise ConfigError(f"{where}.{key} must be an int >= {lo}; got {value!r}")
 
 
 def train_bridge_recipe(
@@ -111,6 +113,7 @@ def train_bridge_recipe(
             objective=objective,
             distill=config.get("distill"),
             distill_repeats=section.get("distill_repeats", 2),
+            crop_copies=section.get("crop_copies", 0),
             seed=seed + j,
             out_dir=out,
             index=j,

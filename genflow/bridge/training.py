@@ -31,12 +31,13 @@ from genflow.classify.base import Classifier
 from genflow.classify.ensemble import combine_logits
 from genflow.data import NamedTensorDataset
 from genflow.errors import ComponentError, ConfigError
+from genflow.objectives.classification import random_crop
 from genflow.train.checkpoint import CheckpointError, load_checkpoint
 from genflow.train.held import HeldNetwork, find_held_networks, restore_held_weights
 from genflow.train.trainer import Trainer
 
-__all__ = ["bridge_pairs", "distillation_pairs", "TrainedBridge", "train_dbn", "bridge_dir", "bridge_dirs",
-           "load_bridge", "load_bridge_run", "BridgeCheckpointError"]  # fmt: skip
+__all__ = ["bridge_pairs", "with_crops", "distillation_pairs", "TrainedBridge", "train_dbn", "bridge_dir",
+           "bridge_dirs", "load_bridge", "load_bridge_run", "BridgeCheckpointError"]  # fmt: skip
 
 _BRIDGE = re.compile(r"bridge-(\d+)(-one_step)?")
 
@@ -81,6 +82,16 @@ def distillation_pairs(
     samples = [teacher.sample(teacher.source_logits(source), cond, generator=generator) for _ in range(repeats)]
     return NamedTensorDataset(source=source.repeat(repeats, 1), target=torch.cat(samples),
                               cond=cond.repeat(repeats, *([1] * (cond.ndim - 1))))  # fmt: skip
+
+
+def with_crops(images: Tensor, copies: int, seed: int, pad: int = 1) -> Tensor:
+    """``images`` followed by ``copies`` randomly cropped copies (zero padding ``pad``, offsets from ``seed``)."""
+    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 0:
+        raise ConfigError(f"crop_copies must be an int >= 0; got {copies!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    crops = [random_crop(images, torch.randint(0, 2 * pad + 1, (len(images), 2), generator=generator), pad)
+             for _ in range(copies)]  # fmt: skip
+    return torch.cat([images, *crops])
 
 
 @dataclass
@@ -128,6 +139,7 @@ def train_dbn(
     objective: BridgeMatching | None = None,
     distill: Mapping[str, Any] | None = None,
     distill_repeats: int = 2,
+    crop_copies: int = 0,
     seed: int = 0,
     out_dir: str | os.PathLike[str] | None = None,
     index: int = 0,
@@ -145,6 +157,9 @@ def train_dbn(
         objective: The bridge's objective (default :class:`BridgeMatching` with random temperatures).
         distill: Trainer arguments of the distillation (None: no one-step student).
         distill_repeats: Teacher samples per image for distillation.
+        crop_copies: Randomly cropped copies of the images added to the training inputs (1-pixel padding, as
+            the members' augmentation; drawn from ``seed``): more inputs on which the member and the ensemble
+            disagree.
         seed: Seed of the bridge network's initial weights and of both Trainers.
         out_dir: Bridge run folder (``bridge-<index>/`` and ``bridge-<index>-one_step/`` inside); None: nothing on disk.
         index: The bridge's index in the run folder.
@@ -154,7 +169,7 @@ def train_dbn(
     if "source" in config:
         raise ConfigError("bridge arguments must not name the source (pass it as source=)")
     held = source.module if isinstance(source, HeldNetwork) else source
-    pairs = bridge_pairs(held, targets, images)
+    pairs = bridge_pairs(held, targets, with_crops(images, crop_copies, seed))
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(int(seed))
         model = DiffusionBridgeNetwork(source, **config)
