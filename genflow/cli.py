@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from RECIPE (a shipped recipe name such as digits_dit, or a YAML file). Override any "
         "key as section.key=value (parsed as YAML), e.g. trainer.steps=200 model.depth=2. Resumes from the "
         "latest checkpoint in the output folder. A classifier recipe (digits_classifier, digits_ensemble) "
-        "trains through genflow.classify.train_recipe.",
+        "trains through genflow.classify.train_recipe, a bridge recipe (dbn_digits) through "
+        "genflow.bridge.train_bridge_recipe.",
     )
     tr.add_argument("recipe", help="shipped recipe name (digits_dit, digits_flow, digits_classifier, ...) or path "
                     "to a YAML file")  # fmt: skip
@@ -340,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
         "FD against the real test split, next to the train-vs-test floor at the same sample count. A classifier "
         "or ensemble run (genflow train digits_classifier / digits_ensemble) is evaluated on the digits "
         "uncertainty protocol instead (genflow.classify.evaluate_run): accuracy, NLL, Brier and ECE, clean "
-        "and shifted, printed as a markdown table.",
+        "and shifted, printed as a markdown table; so is a bridge run (genflow train dbn_digits; "
+        "genflow.bridge.evaluate_bridge_run).",
     )
     ev.add_argument("checkpoint")
     ev.add_argument(
