@@ -5,7 +5,7 @@ own ensemble's; the prediction is ``1/J sum_j softmax(Z_0^(j))``, then an option
 output temperature (fitted like one bridge's, :func:`~genflow.bridge.base.calibrate`).
 
 References:
-    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge", sec. 3.4 (multiple bridges).
+    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (multiple bridges).
 """
 
 from __future__ import annotations

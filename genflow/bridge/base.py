@@ -14,8 +14,8 @@ The last step (``t_0 = 0``) has zero posterior variance, so the sample is ``x0_h
 Training draws ``n`` uniformly from ``1..N``, never another time.
 
 References:
-    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (Diffusion Bridge Networks), sec. 3;
-    Liu et al. 2023, "I2SB: Image-to-Image Schroedinger Bridge", eqs. (11)-(12) (posterior sampling).
+    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (Diffusion Bridge Networks, ICLR 2024);
+    Liu et al. 2023, "I2SB: Image-to-Image Schroedinger Bridge" (the bridge posterior used for sampling).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Bridge(Configurable, nn.Module, ABC):
         teacher's sample from the same source (:func:`~genflow.bridge.training.distillation_pairs`).
 
         References:
-            Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge", sec. 3.4 (distillation).
+            Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (one-step distillation).
         """
         ends = self.prepare(batch, draws)
         source, target, cond = ends["source"], ends["target"], ends["cond"]

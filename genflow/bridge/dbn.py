@@ -13,7 +13,7 @@ needs no division and ``t -> 0`` is safe. The member is held frozen
 (:class:`~genflow.train.HeldNetwork`): only the bridge network trains.
 
 References:
-    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge", secs. 3.1-3.3 (end points,
+    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (end points,
     temperature, conditioning, N = 5 steps, beta = 1e-4).
 """
 

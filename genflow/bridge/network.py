@@ -10,8 +10,8 @@ the time embedding per stage). Global average pooling, then a linear head on the
 pooled features and ``z_t`` gives ``(b, K)``, initialised to zero.
 
 References:
-    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge", sec. 3.3 and app. B (architecture);
-    Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks", sec. 3.3.
+    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (the bridge network);
+    Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks" (the block).
 """
 
 from __future__ import annotations

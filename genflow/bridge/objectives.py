@@ -8,7 +8,7 @@ from the Trainer's per-step generator: the time (a uniform the bridge maps to on
 of its ``N`` grid times), the bridge noise and the temperature uniform.
 
 References:
-    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge", secs. 3.2 and 3.4.
+    Kim et al. 2024, "Fast Ensembling with Diffusion Schroedinger Bridge" (training and distillation).
 """
 
 from __future__ import annotations
