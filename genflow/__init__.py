@@ -3,7 +3,7 @@
 One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 """
 
-from genflow import classify, data, errors, metrics, objectives, purify, train
+from genflow import bridge, classify, data, errors, metrics, objectives, purify, train
 from genflow.data import load_dataset, load_digits_split, toy2d
 from genflow.exit import (
     EXIT_POLICIES,
@@ -168,6 +168,7 @@ __all__ = [
     "SegmentConditionedModel",
     "SegmentEuler",
     "SegmentHeun",
+    "bridge",
     "classify",
     "purify",
     "TorchdiffeqSolver",

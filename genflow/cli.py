@@ -97,14 +97,32 @@ def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_bridge(recipe: Any, args: argparse.Namespace) -> int:
+    from genflow.bridge.recipe import train_bridge_recipe
+    from genflow.outputs import check_writable_folder
+    from genflow.plugins import import_plugins
+
+    import_plugins(recipe.plugins)
+    if args.tensorboard:
+        recipe.config["trainer"]["tensorboard"] = True
+    check_writable_folder(args.run_dir, "--out")
+    results = train_bridge_recipe(recipe, out_dir=args.run_dir, progress=not args.no_progress)
+    students = sum(r.one_step is not None for r in results)
+    print(f"trained {len(results)} bridge(s) and {students} one-step student(s), "
+          f"{sum(sum(r.seconds) for r in results):.1f} s; run in {args.run_dir}")  # fmt: skip
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from genflow.pipeline import train
-    from genflow.recipe import is_classifier_recipe, load_recipe
+    from genflow.recipe import is_bridge_recipe, is_classifier_recipe, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     args.run_dir = Path(args.out if args.out is not None else recipe.config.get("out_dir", "runs/train"))
     if is_classifier_recipe(recipe.config):
         return _train_classifier(recipe, args)
+    if is_bridge_recipe(recipe.config):
+        return _train_bridge(recipe, args)
     trainer = train(
         recipe, out_dir=args.run_dir, progress=not args.no_progress, tensorboard=True if args.tensorboard else None
     )
@@ -175,6 +193,29 @@ def _evaluate_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_bridge(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from genflow.bridge.recipe import evaluate_bridge_run
+    from genflow.io import write_text_atomic
+    from genflow.outputs import check_writable_folder
+
+    if args.solvers:
+        raise ConfigError(f"{args.checkpoint} is a bridge run: it samples no images, so --solvers does not apply")
+    report_dir = Path(args.report_dir) if args.report_dir else Path(args.checkpoint) / "eval"
+    check_writable_folder(report_dir, "--report-dir")
+    if args.out:
+        check_writable_file(args.out, "--out")
+    reports = evaluate_bridge_run(args.checkpoint, out_dir=report_dir)
+    for kind, report in reports.items():
+        print(f"## {kind.replace('_', '-')} bridges\n\n{report.markdown()}\n")
+    print(f"report written to {report_dir}")
+    if args.out:
+        write_text_atomic(args.out, json.dumps({k: asdict(r) for k, r in reports.items()}, indent=1))
+        print(f"results written to {args.out}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -186,6 +227,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _import_run_plugins(args.checkpoint)  # a plugin's classifier is known before the run's kind is read
     if _is_classifier_run(args.checkpoint):
         return _evaluate_classifier(args)
+    from genflow.bridge.recipe import is_bridge_run
+
+    if is_bridge_run(args.checkpoint):
+        return _evaluate_bridge(args)
     check_fd_sample_count(args.n, "--n")
     if args.solvers:
         solvers = _json_argument(args.solvers, "--solvers", list)
@@ -258,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from RECIPE (a shipped recipe name such as digits_dit, or a YAML file). Override any "
         "key as section.key=value (parsed as YAML), e.g. trainer.steps=200 model.depth=2. Resumes from the "
         "latest checkpoint in the output folder. A classifier recipe (digits_classifier, digits_ensemble) "
-        "trains through genflow.classify.train_recipe.",
+        "trains through genflow.classify.train_recipe, a bridge recipe (dbn_digits) through "
+        "genflow.bridge.train_bridge_recipe.",
     )
     tr.add_argument("recipe", help="shipped recipe name (digits_dit, digits_flow, digits_classifier, ...) or path "
                     "to a YAML file")  # fmt: skip
@@ -295,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
         "FD against the real test split, next to the train-vs-test floor at the same sample count. A classifier "
         "or ensemble run (genflow train digits_classifier / digits_ensemble) is evaluated on the digits "
         "uncertainty protocol instead (genflow.classify.evaluate_run): accuracy, NLL, Brier and ECE, clean "
-        "and shifted, printed as a markdown table.",
+        "and shifted, printed as a markdown table; so is a bridge run (genflow train dbn_digits; "
+        "genflow.bridge.evaluate_bridge_run).",
     )
     ev.add_argument("checkpoint")
     ev.add_argument(

@@ -32,7 +32,7 @@ from genflow.outputs import check_writable_folder
 from genflow.plugins import import_plugins
 from genflow.process.base import PROCESSES
 from genflow.process.gaussian import GaussianProcess
-from genflow.recipe import Recipe, check_solver_spec, is_classifier_recipe
+from genflow.recipe import Recipe, check_solver_spec, is_bridge_recipe, is_classifier_recipe
 from genflow.runs import RECIPE_FILE, checkpoint_step, run_recipe
 from genflow.sampling import SampleOutput, Sampler
 from genflow.solver.base import SOLVERS, Solver
@@ -124,6 +124,11 @@ def build(recipe: Recipe) -> Components:
         raise ConfigError(
             f"{source}: model {config['model']['name']!r} is a classifier; train it with genflow.classify.train_recipe "
             "(genflow train does so)"
+        )
+    if is_bridge_recipe(config):
+        raise ConfigError(
+            f"{source}: model {config['model']['name']!r} is a bridge; train it with "
+            "genflow.bridge.train_bridge_recipe (genflow train does so)"
         )
     process = _section("process", source, lambda: PROCESSES.from_config(config["process"]))
     if not isinstance(process, GaussianProcess):

@@ -41,6 +41,7 @@ __all__ = [
     "validate_recipe",
     "check_solver_spec",
     "is_classifier_recipe",
+    "is_bridge_recipe",
     "Recipe",
     "TRAINER_KEYS",
     "SAMPLE_KEYS",
@@ -48,6 +49,7 @@ __all__ = [
 
 SECTIONS = ("data", "process", "model", "objective", "trainer", "sample")
 CLASSIFIER_SECTIONS = ("data", "model", "objective", "trainer")  # a classifier has no process and samples nothing
+BRIDGE_SECTIONS = ("data", "model", "objective", "trainer", "bridge")  # a bridge's process is in its model
 COMPONENT_SECTIONS = ("data", "process", "model", "objective")
 Check = Callable[[Any, str], None]
 
@@ -222,6 +224,8 @@ TOP_LEVEL_KEYS: dict[str, Check] = {
     "plugins": _plugins,
     "validation": _component,
     "ensemble": _ensemble,
+    "bridge": _section,
+    "distill": _section,
 }
 
 
@@ -235,11 +239,11 @@ def validate_recipe(config: Any, source: str) -> None:
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source} must hold a mapping of sections; got {type(config).__name__}")
-    classifier = is_classifier_recipe(config)
-    needed = CLASSIFIER_SECTIONS if classifier else SECTIONS
+    classifier, bridge = is_classifier_recipe(config), is_bridge_recipe(config)
+    needed = CLASSIFIER_SECTIONS if classifier else BRIDGE_SECTIONS if bridge else SECTIONS
     missing = [s for s in needed if s not in config]
     if missing:
-        kind = "a classifier recipe" if classifier else "a recipe"
+        kind = "a classifier recipe" if classifier else "a bridge recipe" if bridge else "a recipe"
         raise ConfigError(f"{source} lacks the section(s) {', '.join(missing)}; {kind} needs {', '.join(needed)}")
     check_arguments(f"{source}: recipe", config, list(TOP_LEVEL_KEYS), [])
     for key, value in config.items():
@@ -248,7 +252,11 @@ def validate_recipe(config: Any, source: str) -> None:
         if key in config and not classifier:
             raise ConfigError(f"{source}: {key!r} is a classifier recipe's section; model {config['model']!r} "
                               "is not a registered classifier")  # fmt: skip
-    for section, schema in (("trainer", TRAINER_KEYS), ("sample", SAMPLE_KEYS)):
+    for key in ("bridge", "distill"):
+        if key in config and not bridge:
+            raise ConfigError(f"{source}: {key!r} is a bridge recipe's section; model {config['model']!r} "
+                              "is not a registered bridge")  # fmt: skip
+    for section, schema in (("trainer", TRAINER_KEYS), ("distill", TRAINER_KEYS), ("sample", SAMPLE_KEYS)):
         if section not in config:
             continue
         check_arguments(f"{source}: section {section!r}", config[section], list(schema), [])
@@ -262,6 +270,14 @@ def is_classifier_recipe(config: Any) -> bool:
 
     model = config.get("model") if isinstance(config, dict) else None
     return isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"] in CLASSIFIERS
+
+
+def is_bridge_recipe(config: Any) -> bool:
+    """Whether a recipe's ``model`` names a registered bridge (:data:`genflow.bridge.BRIDGES`)."""
+    from genflow.bridge.base import BRIDGES  # here: genflow.bridge imports this module
+
+    model = config.get("model") if isinstance(config, dict) else None
+    return isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"] in BRIDGES
 
 
 @dataclass

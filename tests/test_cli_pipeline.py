@@ -24,6 +24,10 @@ def test_shipped_recipes_build():
     for name in recipe_names():
         if load_recipe(name).config["model"]["name"] in gf.classify.CLASSIFIERS:
             continue  # classifier recipes train through genflow.classify.train_recipe (tests/classify)
+        if load_recipe(name).config["model"]["name"] in gf.bridge.BRIDGES:
+            with pytest.raises(ConfigError, match="is a bridge; train it with genflow.bridge.train_bridge_recipe"):
+                build(load_recipe(name))
+            continue  # bridge recipes train through genflow.bridge.train_bridge_recipe (tests/bridge)
         if load_recipe(name).config["data"]["name"] != "digits":
             continue  # toy and reflow-pair recipes: tests/reflow/test_cli.py
         model = load_recipe(name).config["model"]

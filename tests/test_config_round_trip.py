@@ -34,6 +34,12 @@ def _tiny_ncsn() -> gf.ScoreModel:
     return gf.model.NoiseConditionalScoreNet([1, 4, 4], gf.VEProcess(0.02, 3.0), hidden_size=8, depth=1)
 
 
+def _bridge_member() -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
+
+
 def _mixture() -> GaussianMixture:
     return GaussianMixture.isotropic([0.3, 0.7], torch.tensor([[1.0, -0.5], [-1.0, 0.5]]), [0.4, 0.6])
 
@@ -118,6 +124,13 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
     "held_network": {
         "held_network": [lambda f: {"module": gf.MLPScoreNet(dim=3, hidden_size=8, depth=1)}],
     },
+    "bridge": {
+        "dbn": [
+            lambda f: {"source": _bridge_member(), "process": gf.BrownianBridge(0.02), "steps": 4, "widths": [6, 8],
+                       "blocks": 2, "expansion": 3, "embed_dim": 12, "temperature_low": 1.5,
+                       "temperature_spread": 0.2, "seed": 3}  # fmt: skip
+        ],
+    },
     "objective": {
         "dsm": [
             lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "min_snr", "min_snr_gamma": 3.0,
@@ -133,6 +146,8 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         ],
         "cross_entropy": [lambda f: {"label_smoothing": 0.1, "pad": 2, "flip": True}],
         "reflow": [lambda f: {"distill": True}],
+        "bridge_matching": [lambda f: {"random_temperature": False}],
+        "bridge_distillation": [lambda f: {"random_temperature": True}],
         "seqrf": [lambda f: {"distill": True}],
     },
     "purifier": {
@@ -226,6 +241,15 @@ def _purifier_outputs(purifier: Any, clone: Any) -> list[torch.Tensor]:
     return [p.eval().purify(x, torch.Generator().manual_seed(5)) for p in (purifier, clone)]
 
 
+def _bridge_outputs(bridge: Any, clone: Any) -> list[torch.Tensor]:
+    clone.load_state_dict(bridge.state_dict())  # the bridge network's weights are not part of the config
+    clone.source.module.load_state_dict(bridge.source.module.state_dict())  # nor a member held by value
+    for p in [*bridge.network.head.parameters(), *clone.network.head.parameters()]:
+        torch.nn.init.constant_(p, 0.1)  # a non-zero head, so the bridge network's output shows
+    x = torch.rand((3, 1, 4, 4), generator=torch.Generator().manual_seed(4))
+    return [b.eval().predict(x, generator=torch.Generator().manual_seed(5)) for b in (bridge, clone)]
+
+
 def _policy_outputs(policy: Any) -> list[torch.Tensor]:
     schedule = policy.schedule(getattr(policy, "num_blocks", 8))
     return [torch.tensor(schedule.depths), torch.tensor(schedule.edges)]
@@ -238,6 +262,10 @@ def _objective_model(objective: gf.Objective, conditional: bool) -> torch.nn.Mod
         torch.manual_seed(0)
         if name == "cross_entropy":
             return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
+        if name.startswith("bridge_"):
+            bridge = gf.bridge.DiffusionBridgeNetwork(_bridge_member(), widths=[4], embed_dim=8)
+            torch.nn.init.constant_(bridge.network.head.weight, 0.1)
+            return bridge
         if conditional or name == "early_exit_dsm":  # a model that takes labels / exits early
             return gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=2, num_heads=2,
                           num_classes=3 if conditional else 0, parameterization="velocity")  # fmt: skip
@@ -255,6 +283,10 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
         if name == "cross_entropy":
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
+        if "cond" in objective.fields:  # bridge pairs: member logits, ensemble log-probabilities, features
+            g_pairs = torch.Generator().manual_seed(9)
+            batch = {"source": torch.randn(len(x), 3, generator=g_pairs), "target": torch.randn(len(x), 3,
+                     generator=g_pairs), "cond": torch.randn(len(x), 4, 4, 4, generator=g_pairs)}  # fmt: skip
         if "start" in objective.fields:  # teacher pairs (reflow): segment ends and times
             segment, bounds = torch.arange(len(x)) % 2, torch.tensor([1.0, 0.5, 0.0])  # the model's 2 segments
             batch = {"start": x, "end": _batch(8)[0], "t_start": bounds[segment], "t_end": bounds[segment + 1],
@@ -290,6 +322,7 @@ PAIRED: dict[str, Callable[[Any, Any], list[torch.Tensor]]] = {
     "classifier": _classifier_outputs,
     "held_network": _held_outputs,
     "purifier": _purifier_outputs,
+    "bridge": _bridge_outputs,
 }
 """Families whose weights are not in the config: the clone takes the original's weights, then both run."""
 

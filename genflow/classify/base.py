@@ -70,6 +70,11 @@ class Classifier(Configurable, nn.Module, ABC):
     def features(self, x: Tensor) -> Tensor:
         """The early feature map ``(batch, channels, height, width)`` (the first stage's output)."""
 
+    def logits_and_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the early feature map of one pass (what a bridge network needs); subclasses whose
+        forward pass goes through :meth:`features` override this to compute the feature map once."""
+        return self(x), self.features(x)
+
     def check_input(self, x: object) -> Tensor:
         """``x`` checked against the declared image shape (see :func:`check_images`)."""
         return check_images(x, self.in_chans, self.image_size, type(self).__name__)

@@ -79,5 +79,10 @@ class CifarResNet(Classifier):
             ShapeError: ``x`` is not ``(batch, in_chans, image_size, image_size)``.
             DTypeError: ``x`` is not floating.
         """
-        h = self.layer3(self.layer2(self.features(x)))
-        return self.head(h.mean(dim=(-2, -1)))
+        return self.logits_and_features(x)[0]
+
+    def logits_and_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the first stage's output from one pass."""
+        features = self.features(x)
+        h = self.layer3(self.layer2(features))
+        return self.head(h.mean(dim=(-2, -1))), features

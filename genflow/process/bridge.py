@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from genflow.errors import ComponentError, ConfigError, ShapeError
@@ -51,12 +52,15 @@ class BrownianBridge(Process):
     def posterior(self, x0: Tensor, xt: Tensor, t: Tensor | float, s: Tensor | float) -> tuple[Tensor, Tensor]:
         """Mean and std of ``q(x_s | x_0, x_t)`` for ``0 <= s < t``: the bridge from ``x_0`` to ``x_t``.
 
-        Mean ``x_0 + (s / t)(x_t - x_0)``, variance ``beta s (t - s) / t``.
+        Mean ``x_0 + (s / t)(x_t - x_0)``, variance ``beta s (t - s) / t = beta s (1 - s / t)``. At ``t = 0``
+        (so ``s = 0``) the bridge has collapsed onto ``x_0``: the ratio ``s / t`` is taken as 0 there instead of
+        dividing by zero.
         """
         t = broadcast_time(check_time(t, xt.shape[0], like=xt), xt)
         s = broadcast_time(check_time(s, xt.shape[0], like=xt), xt)
-        mean = x0 + (s / t) * (xt - x0)
-        return mean, (self.beta * s * (t - s) / t).clamp_min(0.0).sqrt()
+        ratio = torch.where(t > 0, s / t.clamp_min(torch.finfo(t.dtype).tiny), torch.zeros_like(t))
+        mean = x0 + ratio * (xt - x0)
+        return mean, (self.beta * s * (1.0 - ratio)).clamp_min(0.0).sqrt()
 
     def x0_from_eps(self, xt: Tensor, eps: Tensor, t: Tensor | float) -> Tensor:
         """Invert the noise-prediction target: ``x_0 = x_t - sigma_t eps``."""
@@ -64,6 +68,7 @@ class BrownianBridge(Process):
         return xt - self.sigma(t) * eps
 
     def eps_from_x0(self, xt: Tensor, x0: Tensor, t: Tensor | float) -> Tensor:
-        """The noise-prediction target ``(x_t - x_0) / sigma_t``."""
+        """The noise-prediction target ``(x_t - x_0) / sigma_t`` (0 at ``t = 0``, where ``x_t = x_0``)."""
         t = broadcast_time(check_time(t, xt.shape[0], like=xt), xt)
-        return (xt - x0) / self.sigma(t)
+        sigma = self.sigma(t)
+        return torch.where(sigma > 0, (xt - x0) / sigma.clamp_min(torch.finfo(sigma.dtype).tiny), 0.0)

@@ -38,7 +38,7 @@ from torch import nn
 from genflow.config import Configurable, build_component
 from genflow.errors import ConfigError
 from genflow.model.base import MODELS
-from genflow.registry import Registry
+from genflow.registry import Registry, registries
 from genflow.train.checkpoint import TENSORS, Checkpoint, CheckpointError, latest_checkpoint, load_checkpoint
 from genflow.train.resume import load_weights
 
@@ -67,6 +67,24 @@ def step_folder(path: str | os.PathLike[str]) -> Path:
     if path.is_dir() and not (path / "state.json").exists():
         return latest_checkpoint(path) or path  # load_checkpoint reports a folder without checkpoints
     return path
+
+
+def build_module(config: dict[str, Any]) -> nn.Module:
+    """Build a held network's module from its config through the registry that knows its name.
+
+    The model family (``MODELS``) first, then any other registry of modules (classifiers, bridges, ...),
+    so a frozen classifier or bridge is held like a score model.
+
+    Raises:
+        HeldNetworkError: no registry of modules knows the config's name.
+    """
+    name = config.get("name") if isinstance(config, dict) else None
+    if name in MODELS:
+        return MODELS.from_config(config)
+    for family, registry in registries().items():
+        if family != "held_network" and issubclass(registry.base, nn.Module) and name in registry:
+            return registry.from_config(config)
+    raise HeldNetworkError(f"no registry of networks knows the held network's model {name!r}")
 
 
 class HeldNetwork(Configurable, nn.Module):
@@ -118,7 +136,7 @@ class HeldNetwork(Configurable, nn.Module):
         config = ckpt.state.get("model_config")
         if config is None:
             raise HeldNetworkError(f"{folder} records no model_config; hold the module by value: HeldNetwork(module)")
-        module = MODELS.from_config(config)
+        module = build_module(config)
         module.load_state_dict(ckpt.ema if ema and ckpt.ema else ckpt.model)
         held = cls(module)
         held.source = {"source": str(folder.resolve()), "sha256": digest, "ema": bool(ema)}
@@ -135,7 +153,7 @@ class HeldNetwork(Configurable, nn.Module):
             return cls.from_checkpoint(config["source"], ema=config.get("ema", True), sha256=config.get("sha256"))
         if config["config"] is None:
             raise ConfigError("this held network was stored by value without a model config; rebuild it in Python")
-        return cls(MODELS.from_config(config["config"]))
+        return cls(build_module(config["config"]))
 
     def to_config(self) -> dict[str, Any]:
         """The reference (source checkpoint, sha256, ema, model config) or, by value, the model config."""
