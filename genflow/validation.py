@@ -124,7 +124,7 @@ def _grid_is_valid(ts: Tensor) -> bool:
     values = ts.detach().tolist()
     if not all(0.0 <= v <= 1.0 for v in values):
         return False
-    pairs = list(zip(values[:-1], values[1:]))
+    pairs = list(zip(values[:-1], values[1:], strict=True))
     return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
 
 
