@@ -326,7 +326,8 @@ def test_dpm_solver_error_does_not_rise_when_a_step_is_added(grid, order):
 def test_dpm_solver_3m_is_no_worse_than_2m_at_few_steps(grid):
     """At 5-9 steps a log-SNR step exceeds 1 somewhere on every grid; 3M extrapolated quadratically over it and
     erred up to 2.3x 2M's error (1.11 vs 0.48 on the 6-step log-SNR grid). With the third-order step cap it is
-    at most second order there, so it never does worse than 2M by more than noise."""
+    at most second order there, so it stays within a quarter of 2M's error (on the uniform grid 3M is somewhat
+    less accurate than 2M at 8-9 steps, with or without the cap: 0.23 against 0.19)."""
     process = gf.VPProcess.from_betas(torch.linspace(1e-4, 0.02, 1000))
     denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, process))
     x = process.prior((400, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -336,7 +337,7 @@ def test_dpm_solver_3m_is_no_worse_than_2m_at_few_steps(grid):
         ts = make_grid(process, n)
         e2, e3 = (float((gf.DPMSolverPP(order=k).solve(denoiser, x, ts).x - ref).norm(dim=1).pow(2).mean().sqrt())
                   for k in (2, 3))  # fmt: skip
-        assert e3 <= e2 + 0.03, f"{grid}, {n} steps: 3M error {e3:.3f} against 2M's {e2:.3f}"
+        assert e3 <= 1.25 * e2 + 0.02, f"{grid}, {n} steps: 3M error {e3:.3f} against 2M's {e2:.3f}"
     capped = gf.DPMSolverPP(order=3)
     capped.max_third_order_step = float("inf")  # the uncapped 3M shows the failure this test guards against
     ts = gf.TIME_GRIDS.create("logsnr")(process, 6)
