@@ -59,7 +59,7 @@ def machine_lines(devices: list[str] | None = None) -> list[str]:
         f"- Date (UTC): {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M')}",
         f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores visible; "
         f"torch intra-op threads: {torch.get_num_threads()})",
-        f"- Load average at start (1/5/15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
+        f"- Load average when the table was written (1/5/15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
         f"- Python {platform.python_version()}, torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, "
         f"torchsde {torchsde.__version__}",
     ]
