@@ -24,7 +24,8 @@ def test_shipped_recipes_build():
     for name in recipe_names():
         if load_recipe(name).config["model"]["name"] in gf.classify.CLASSIFIERS:
             continue  # classifier recipes train through genflow.classify.train_recipe (tests/classify)
-        parts = build(load_recipe(name, TINY))
+        odd = ["model.depth=3"] if load_recipe(name).config["model"]["name"] == "uvit" else []  # U-ViT: odd depth
+        parts = build(load_recipe(name, [*TINY, *odd]))
         assert isinstance(parts.process, gf.GaussianProcess) and isinstance(parts.model, gf.ScoreModel)
         assert len(parts.dataset) == 1253
 
