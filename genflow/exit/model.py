@@ -203,6 +203,11 @@ class EarlyExitModel(ScoreModel):
         self._flops_device = cost if self._flops_device is None else self._flops_device + cost
 
     @property
+    def exit_costs(self) -> tuple[int, ...] | None:
+        """FLOPs of one sample's call at each depth ``0..num_blocks`` (``None`` if not counted)."""
+        return self._costs
+
+    @property
     def flops_spent(self) -> int | None:
         """FLOPs spent by every call since construction or :meth:`reset_flops` (``None`` if not counted)."""
         if self._costs is None:
