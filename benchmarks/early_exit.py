@@ -53,7 +53,8 @@ def base_model(kind: str, work: Path, steps: int) -> tuple[gf.GaussianProcess, t
     run = work / f"{kind}_base"
     if latest_checkpoint(run) is None:
         print(f"training {RECIPES[kind]} for {steps} steps into {run}", flush=True)
-        recipe = load_recipe(RECIPES[kind], [f"trainer.steps={steps}", f"trainer.checkpoint_every={steps}"])
+        overrides = [f"trainer.steps={steps}", f"trainer.checkpoint_every={steps}", "trainer.warmup_steps=50"]
+        recipe = load_recipe(RECIPES[kind], overrides)
         train(recipe, out_dir=run, progress=False)
     return load_trained(run)
 
