@@ -89,24 +89,44 @@ def step_times(base: torch.nn.Module, process, policy, batch: int, reps: int, se
     return statistics.median(times["exit"]), statistics.median(times["full"])
 
 
-def sample_row(process, model, policy, solver: str, n: int, repeats: int, seed: int, net) -> dict:
-    """FD, NFE, FLOPs and the fastest wall-clock of ``repeats`` identical runs (after a warm-up run)."""
+def sampler_for(process, model, policy, solver: str) -> tuple[gf.Sampler, int]:
     name, kwargs, steps = SOLVERS[solver]
-    sampler = gf.Sampler(process, model, gf.SOLVERS.create(name, **kwargs), exit_policy=policy)
-    shape = (n, *model.event_shape)
-    sampler.sample((16, *shape[1:]), steps, generator=torch.Generator().manual_seed(seed + 1))  # warm-up
-    runs = [sampler.sample(shape, steps, generator=torch.Generator().manual_seed(seed)) for _ in range(repeats)]
-    out = runs[0]
+    return gf.Sampler(process, model, gf.SOLVERS.create(name, **kwargs), exit_policy=policy), steps
+
+
+def model_times(process, model, solver: str) -> list[float]:
+    """The times ``solver`` evaluates the model at (one small recorded run)."""
+    times: list[float] = []
+    hook = model.register_forward_pre_hook(lambda module, args: times.append(float(args[1].reshape(-1)[0])))
+    try:
+        sampler, steps = sampler_for(process, model, None, solver)
+        sampler.sample((2, *model.event_shape), steps, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    return times
+
+
+def fd_row(process, model, policy, solver: str, n: int, seed: int, net) -> dict:
+    """FD, NFE, FLOPs per sample and the block FLOPs kept over the run's model calls."""
+    sampler, steps = sampler_for(process, model, policy, solver)
+    out = sampler.sample((n, *model.event_shape), steps, generator=torch.Generator().manual_seed(seed))
     exited = sampler.model if isinstance(sampler.model, gf.EarlyExitModel) else gf.EarlyExitModel(model, "full")
-    per_call = out.flops / (n * out.model_calls)
     lo, hi = exited.exit_costs[0], exited.exit_costs[-1]
-    return {
-        "nfe": out.nfe,
-        "flops": out.flops / n,
-        "kept": (per_call - lo) / (hi - lo),
-        "seconds": min(r.seconds for r in runs) / n,
-        "fd": digits_fd(out.samples.clamp(-1, 1), net=net),
-    }
+    per_call = out.flops / (n * out.model_calls)
+    return {"nfe": out.nfe, "flops": out.flops / n, "kept": (per_call - lo) / (hi - lo),
+            "fd": digits_fd(out.samples.clamp(-1, 1), net=net)}  # fmt: skip
+
+
+def time_rows(process, configs: list, solver: str, n: int, repeats: int, seed: int) -> list[float]:
+    """Seconds per sample of each ``(model, policy)``: fastest of ``repeats`` interleaved rounds after a warm-up."""
+    samplers = [sampler_for(process, model, policy, solver) for model, policy in configs]
+    best = [float("inf")] * len(samplers)
+    for rnd in range(repeats + 1):
+        for i, (sampler, steps) in enumerate(samplers):
+            out = sampler.sample((n, *configs[i][0].event_shape), steps, generator=torch.Generator().manual_seed(seed))
+            if rnd:  # round 0 warms up
+                best[i] = min(best[i], out.seconds / n)
+    return best
 
 
 def main() -> None:
@@ -119,19 +139,21 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128, help="fine-tuning (and step-timing) batch")
     parser.add_argument("--low-budget", type=float, default=0.6, help="block-FLOP budget of the second calibration")
     parser.add_argument("--n", type=int, default=368, help="samples per run (368 = the test split)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per row (fastest kept)")
+    parser.add_argument("--time-n", type=int, default=48, help="batch of the timed runs")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds (fastest kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny settings (a smoke run)")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--name", default="early_exit", help="output file stem (NAME.md, NAME.png)")
     args = parser.parse_args()
     if args.quick:
-        args.base_steps, args.finetune_steps, args.n, args.repeats = 50, 10, 64, 1
+        args.base_steps, args.finetune_steps, args.n, args.time_n, args.repeats = 50, 5, 80, 16, 1
         args.work = args.work.with_name(args.work.name + "_quick")
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     net = load_digits_feature_net()
     floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed + 1000), net=net)
-    held_out = gf.load_digits_split("val").images
+    held_out = gf.load_digits_split("val").images  # calibration data, never trained on
     report = [
         "# Early exit on the digits: full vs staircase vs calibrated schedules",
         "",
@@ -140,7 +162,8 @@ def main() -> None:
         f"Settings: base models trained {args.base_steps} steps (batch 128), each schedule fine-tuned "
         f"{args.finetune_steps} steps (batch {args.batch}, AdamW lr {args.finetune_lr:g}, no weight decay, time "
         f"embedding frozen, no EMA); {args.n} samples per row, FD against the 368 test digits; wall-clock per sample "
-        f"= fastest of {args.repeats} identical runs of the whole batch after a warm-up run, one intra-op thread. "
+        f"= fastest of {args.repeats} interleaved rounds over every row of a solver (batch {args.time_n}, same seed) "
+        "after a warm-up round, one intra-op thread. "
         f"Real-vs-real floor at {args.n} samples: **{floor:.2f}**.",
         "",
         "Columns: *kept* = share of the block FLOPs run over the model calls of the run; *FLOPs* per sample "
@@ -149,57 +172,73 @@ def main() -> None:
     ]
     points: dict[str, list] = {}
     for kind in args.models.split(","):
-        process, base = base_model(kind, args.work, args.base_steps)
-        base.eval()
-        num_blocks = base.num_blocks
-        probe = gf.EarlyExitModel(base, "full")
-        costs = probe.exit_costs
-        blocks = [costs[d + 1] - costs[d] for d in range(num_blocks)]
-        staircase = gf.StaircaseExit.ase_dit_xl(relative=True)
-        budget = staircase.flop_fraction(num_blocks, block_flops=blocks)
-        policies = {"staircase (ASE)": staircase}
-        for b in (budget, args.low_budget):
-            label = f"calibrated @ {b:.0%}"
-            policies[label] = gf.CalibratedExit.fit(base, process, held_out, budget=b, bins=10, block_flops=blocks,
-                                                    generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
-        tuned, tune_seconds = {}, {}
-        for label, policy in policies.items():
-            print(f"[{kind}] fine-tuning through {label}: depths {policy.schedule(num_blocks).depths}", flush=True)
-            tuned[label], tune_seconds[label] = fine_tune(base, process, policy, args.finetune_steps, args.batch,
-                                                          args.finetune_lr, args.seed)  # fmt: skip
-        t_exit, t_full = step_times(base, process, staircase, args.batch, 5, args.seed)
-        rows = []
-        for solver in SOLVERS:
-            full = sample_row(process, base, None, solver, args.n, args.repeats, args.seed, net)
-            rows.append((solver, "full", "-", full))
-            for label, policy in policies.items():
-                for stage, model in (("before", base), ("after", tuned[label])):
-                    row = sample_row(process, model, policy, solver, args.n, args.repeats, args.seed, net)
-                    rows.append((solver, label, stage, row))
-            for solver_, label, stage, row in rows[-(1 + 2 * len(policies)) :]:
-                print(f"[{kind}] {solver_:18s} {label:18s} {stage:6s} NFE {row['nfe']:3d} kept {row['kept']:.2f} "
-                      f"FD {row['fd']:7.2f} {1e3 * row['seconds']:.3f} ms/sample", flush=True)  # fmt: skip
-        points[kind] = rows
-        report += backbone_section(kind, base, policies, rows, floor, budget, args, t_exit, t_full, tune_seconds)
-    plot(points, floor, args.out_dir / "early_exit.png")
-    report += ["", "![digits FD against FLOPs per sample](early_exit.png)", "", *machine_lines(),
+        points[kind], section = benchmark_backbone(kind, args, net, held_out, floor)
+        report += section
+    plot(points, floor, args.out_dir / f"{args.name}.png")
+    report += ["", f"![digits FD against FLOPs per sample]({args.name}.png)", "", *machine_lines(),
                f"- Total time: {time.perf_counter() - start:.0f} s"]  # fmt: skip
-    write_text_atomic(args.out_dir / "early_exit.md", "\n".join(report) + "\n")
-    print(f"wrote {args.out_dir / 'early_exit.md'}")
+    write_text_atomic(args.out_dir / f"{args.name}.md", "\n".join(report) + "\n")
+    print(f"wrote {args.out_dir / args.name}.md")
 
 
-def backbone_section(kind, base, policies, rows, floor, budget, args, t_exit, t_full, tune_seconds) -> list[str]:
+def benchmark_backbone(kind: str, args, net, held_out, floor: float) -> tuple[list, list[str]]:
+    """Fine-tune, sample and time one backbone; its rows and its markdown section."""
+    process, base = base_model(kind, args.work, args.base_steps)
+    base.eval()
+    num_blocks = base.num_blocks
+    costs = gf.EarlyExitModel(base, "full").exit_costs
+    blocks = [costs[d + 1] - costs[d] for d in range(num_blocks)]
+    staircase = gf.StaircaseExit.ase_dit_xl(relative=True)
+    measured = gf.CalibratedExit.fit(base, process, held_out, budget=1.0, bins=10, block_flops=blocks,
+                                     generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
+    edges = measured.schedule(num_blocks).edges
+    t_exit, t_full = step_times(base, process, staircase, args.batch, 5, args.seed)
+    tuned: dict = {}
+
+    def tuned_model(policy, key):
+        if key not in tuned:
+            print(f"[{kind}] fine-tuning through {key}: {policy.schedule(num_blocks).depths}", flush=True)
+            tuned[key] = fine_tune(base, process, policy, args.finetune_steps, args.batch, args.finetune_lr,
+                                   args.seed)[0]  # fmt: skip
+        return tuned[key]
+
+    rows, schedules = [], {}
+    for solver in SOLVERS:
+        times = model_times(process, base, solver)
+        budget = staircase.flop_fraction(num_blocks, times=times, block_flops=blocks)
+        policies = {"staircase (ASE)": staircase}
+        pairs = (("calibrated, same FLOPs", budget), (f"calibrated @ {args.low_budget:.0%}", args.low_budget))
+        for label, b in pairs:
+            policies[label] = gf.CalibratedExit.from_errors(measured.errors, edges, budget=b, block_flops=blocks,
+                                                            times=times)  # fmt: skip
+        configs = [("full", "-", base, None)]
+        for label, policy in policies.items():
+            key = str(policy.schedule(num_blocks).depths)
+            schedules[f"{solver}: {label}"] = key
+            configs += [(label, "before", base, policy), (label, "after", tuned_model(policy, key), policy)]
+        seconds = time_rows(process, [(m, p) for _, _, m, p in configs], solver, args.time_n, args.repeats,
+                            args.seed)  # fmt: skip
+        for (label, stage, model, policy), sec in zip(configs, seconds, strict=True):
+            row = {**fd_row(process, model, policy, solver, args.n, args.seed, net), "seconds": sec}
+            rows.append((solver, label, stage, row))
+            print(f"[{kind}] {solver:18s} {label:24s} {stage:6s} NFE {row['nfe']:3d} kept {row['kept']:.2f} "
+                  f"FD {row['fd']:7.2f} {1e3 * sec:.3f} ms/sample", flush=True)  # fmt: skip
+    return rows, backbone_section(kind, base, schedules, rows, floor, args, t_exit, t_full)
+
+
+def backbone_section(kind, base, schedules, rows, floor, args, t_exit, t_full) -> list[str]:
     """The markdown of one backbone: schedules, step times, the table, the targets."""
     nb = base.num_blocks
-    lines = ["", f"## {RECIPES[kind]} ({type(base).__name__}, {nb} exitable blocks)", ""]
-    for label, policy in policies.items():
-        lines.append(f"- {label}: depths per tenth of t (t = 0 first) `{list(policy.schedule(nb).depths)}`")
+    lines = ["", f"## {RECIPES[kind]} ({type(base).__name__}, {nb} exitable blocks)", "",
+             "Depths per tenth of t (t = 0 first); the calibrated schedules are chosen per solver, over the times "
+             "that solver evaluates the model at (`CalibratedExit.fit(times=...)`), the first at the FLOPs the "
+             "staircase spends on that solver:", ""]  # fmt: skip
+    for label, depths in schedules.items():
+        lines.append(f"- {label}: `{depths}`")
     lines += [
-        f"- The staircase keeps {budget:.1%} of the block FLOPs uniformly in t; the first calibration has the same "
-        "budget.",
-        f"- Fine-tuning step (forward + backward, batch {args.batch}, staircase): {1e3 * t_exit:.1f} ms grouped by "
-        f"depth vs {1e3 * t_full:.1f} ms running every block on every sample: ratio **{t_exit / t_full:.2f}** "
-        f"(fine-tuning wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in tune_seconds.items()) + ").",
+        "",
+        f"Fine-tuning step (forward + backward, batch {args.batch}, staircase): {1e3 * t_exit:.1f} ms grouped by "
+        f"depth vs {1e3 * t_full:.1f} ms running every block on every sample: ratio **{t_exit / t_full:.2f}**.",
         "",
         "| solver | schedule | fine-tuned | NFE | kept | MFLOPs/sample | ms/sample | speed-up | predicted | ratio | "
         "FD | FD / full |",
@@ -216,6 +255,7 @@ def backbone_section(kind, base, policies, rows, floor, budget, args, t_exit, t_
         )
     lines += ["", f"Real-vs-real floor: {floor:.2f}.", "", "Targets:", ""]
     after = [(s, lab, r) for s, lab, st, r in rows if st == "after"]
+    policies = list(dict.fromkeys(lab for _, lab, st, _ in rows if st == "after"))
     for label in policies:
         mine = [(s, r) for s, lab, r in after if lab == label]
         worst = max(r["fd"] / full_of[s]["fd"] for s, r in mine)
@@ -227,7 +267,7 @@ def backbone_section(kind, base, policies, rows, floor, budget, args, t_exit, t_
             f"block FLOPs kept <= {kept:.2f} (target <= 0.72): **{verdict}**; wall-clock / FLOP-predicted speed-up "
             f"{min(ratios):.2f} to {max(ratios):.2f} (target >= 0.9: **{'met' if min(ratios) >= 0.9 else 'missed'}**)."
         )
-    labels = list(policies)
+    labels = policies
     for stage in ("before", "after"):
         fd = {lab: [r["fd"] for s, lab_, st, r in rows if lab_ == lab and st == stage] for lab in labels[:2]}
         wins = sum(c <= s for s, c in zip(fd[labels[0]], fd[labels[1]], strict=True))
