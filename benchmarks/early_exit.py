@@ -200,7 +200,7 @@ def benchmark_backbone(kind: str, args, net, held_out, floor: float) -> tuple[li
         if key not in tuned:
             print(f"[{kind}] fine-tuning through {key}: {policy.schedule(num_blocks).depths}", flush=True)
             tuned[key] = fine_tune(base, process, policy, args.finetune_steps, args.batch, args.finetune_lr,
-                                   args.seed)[0]  # fmt: skip
+                                   args.finetune_ema, args.seed)  # fmt: skip
         return tuned[key]
 
     rows, schedules = [], {}
