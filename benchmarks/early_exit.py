@@ -167,6 +167,10 @@ def main() -> None:
         "after a warm-up round, one intra-op thread. "
         f"Real-vs-real floor at {args.n} samples: **{floor:.2f}**.",
         "",
+        "The defaults are sized for a loaded 2-core CPU (about 12 minutes a backbone): short-trained models, so "
+        "absolute FD is far above the floor and rows are compared with each other. A fuller run: "
+        "`--base-steps 6000 --finetune-steps 1000 --batch 128` (hours on two cores).",
+        "",
         "Columns: *kept* = share of the block FLOPs run over the model calls of the run; *FLOPs* per sample "
         "(`SampleOutput.flops`); *speed-up* = full model's time / this row's time, *predicted* = full FLOPs / "
         "this row's FLOPs, *ratio* = speed-up / predicted.",
