@@ -211,11 +211,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_file(args.out, "--out")
     step = checkpoint_step(args.checkpoint)
+    policy = _exit_policy(args.exit, args.checkpoint)
     process, model = load_trained(args.checkpoint)
-    rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
+    rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size, exit_policy=policy)
     floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed))
     print(f"real-vs-real floor (train vs test, {args.n} images): {floor:.2f}")
     result = {"checkpoint_step": step, "n": args.n, "floor": floor,
+              "exit": None if policy is None else policy.to_config(),
               "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}  # fmt: skip
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=1))
@@ -224,6 +226,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- parser
+EXIT_HELP = (
+    "early exit: a registered exit policy, with arguments as a JSON object (e.g. 'linear:{\"start\": 1, "
+    "\"end\": 0.5}'), or a .json file holding a policy config (default: the run recipe's sample.exit, else every block)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``genflow`` command."""
     parser = argparse.ArgumentParser(
@@ -297,14 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", default="samples.png", help="PNG grid to write ('' for none)")
     sa.add_argument("--save", default=None, help="also write the samples to this .safetensors file")
-    sa.add_argument(
-        "--exit",
-        default=None,
-        metavar="POLICY[:ARGS]",
-        help="early exit: a registered exit policy, with arguments as a JSON object (e.g. 'linear:{\"start\": 1, "
-        "\"end\": 0.5}'), or a .json file holding a policy config (default: the run recipe's sample.exit, "
-        "else every block)",
-    )
+    sa.add_argument("--exit", default=None, metavar="POLICY[:ARGS]", help=EXIT_HELP)
     sa.set_defaults(func=_cmd_sample)
 
     ev = sub.add_parser(
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--report-dir", default=None, help="classifier runs: folder for metrics.md, metrics.json and "
                     "the reliability diagrams (default RUN/eval)")  # fmt: skip
+    ev.add_argument("--exit", default=None, metavar="POLICY[:ARGS]", help=EXIT_HELP)
     ev.set_defaults(func=_cmd_evaluate)
     return parser
 

@@ -38,6 +38,13 @@ def test_sample_command_takes_an_exit_policy_or_the_recipe_block(tmp_path, capsy
     assert main([*common, "--exit", str(policy)]) == 0
     assert main([*common, "--exit", "linear:{oops"]) == 2
     assert "--exit arguments of 'linear' is not valid JSON" in capsys.readouterr().err
+    result = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 2}]', "--n", "65",
+                 "--exit", "full", "--out", str(result)]) == 0  # fmt: skip
+    assert json.loads(result.read_text())["exit"] == {"name": "full"}
+    assert main(["evaluate", str(run), "--solvers", '[{"name": "ddim", "steps": 2}]', "--n", "65",
+                 "--out", str(result)]) == 0  # fmt: skip
+    assert json.loads(result.read_text())["exit"]["name"] == "staircase"  # the recipe's block
 
 
 def test_exit_policy_specs():
