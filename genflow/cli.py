@@ -64,6 +64,17 @@ def _default_solvers(checkpoint: str) -> list[dict[str, Any]]:
     return recipe["sample"]["solvers"]
 
 
+def _exit_policy(text: str | None, checkpoint: str) -> Any:
+    """``--exit`` as a policy, else the run recipe's ``sample.exit``, else ``None`` (all blocks)."""
+    from genflow.exit import exit_policy_from
+    from genflow.pipeline import run_recipe
+
+    if text is not None:
+        return exit_policy_from(text, "--exit")
+    spec = (run_recipe(checkpoint) or {}).get("sample", {}).get("exit")
+    return None if spec is None else exit_policy_from(spec, "the run recipe's sample.exit")
+
+
 # -------------------------------------------------------------------------------------- commands
 def _is_classifier_run(path: str) -> bool:
     """Whether ``path`` is an ensemble run (``member-<i>/`` folders) or a checkpoint whose model is a classifier."""
@@ -147,9 +158,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             check_writable_file(path, flag)
     _import_run_plugins(args.checkpoint)
     checkpoint_step(args.checkpoint)
+    policy = _exit_policy(args.exit, args.checkpoint)
     process, model = load_trained(args.checkpoint)
-    out = sample_with(process, model, spec, args.n, seed=args.seed, batch_size=args.batch_size)
-    print(f"{args.n} samples, NFE {out.nfe}, {out.seconds:.2f} s")
+    out = sample_with(process, model, spec, args.n, seed=args.seed, batch_size=args.batch_size, exit_policy=policy)
+    exited = "" if policy is None else f", exit {policy.registry_name}"
+    print(f"{args.n} samples, NFE {out.nfe}, {out.seconds:.2f} s, {out.flops / 1e9:.3g} GFLOPs{exited}")
     failures = []
     if args.save:  # each output is written on its own: one failing does not lose the other
         try:
@@ -243,11 +256,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_file(args.out, "--out")
     step = checkpoint_step(args.checkpoint)
+    policy = _exit_policy(args.exit, args.checkpoint)
     process, model = load_trained(args.checkpoint)
-    rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size)
+    rows = evaluate_digits(process, model, solvers, args.n, args.seed, args.batch_size, exit_policy=policy)
     floor = digits_fd_floor(args.n, generator=torch.Generator().manual_seed(args.seed))
     print(f"real-vs-real floor (train vs test, {args.n} images): {floor:.2f}")
     result = {"checkpoint_step": step, "n": args.n, "floor": floor,
+              "exit": None if policy is None else policy.to_config(),
               "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}  # fmt: skip
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=1))
@@ -256,6 +271,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- parser
+EXIT_HELP = (
+    "early exit: a registered exit policy, with arguments as a JSON object (e.g. 'linear:{\"start\": 1, "
+    "\"end\": 0.5}'), or a .json file holding a policy config (default: the run recipe's sample.exit, else every block)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``genflow`` command."""
     parser = argparse.ArgumentParser(
@@ -330,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--out", default="samples.png", help="PNG grid to write ('' for none)")
     sa.add_argument("--save", default=None, help="also write the samples to this .safetensors file")
+    sa.add_argument("--exit", default=None, metavar="POLICY[:ARGS]", help=EXIT_HELP)
     sa.set_defaults(func=_cmd_sample)
 
     ev = sub.add_parser(
@@ -354,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--report-dir", default=None, help="classifier runs: folder for metrics.md, metrics.json and "
                     "the reliability diagrams (default RUN/eval)")  # fmt: skip
+    ev.add_argument("--exit", default=None, metavar="POLICY[:ARGS]", help=EXIT_HELP)
     ev.set_defaults(func=_cmd_evaluate)
 
     from genflow.reflow.command import add_reflow_parser

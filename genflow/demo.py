@@ -87,9 +87,15 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
 
 
 def evaluate_digits(
-    process: Any, model: Any, solvers: list[dict[str, Any]], n: int, seed: int, batch_size: int | None
+    process: Any,
+    model: Any,
+    solvers: list[dict[str, Any]],
+    n: int,
+    seed: int,
+    batch_size: int | None,
+    exit_policy: Any = None,
 ) -> list[dict[str, Any]]:
-    """Sample with each solver spec and measure digits FD against the test split.
+    """Sample with each solver spec (and early-exit policy, if given) and measure digits FD against the test split.
 
     Every spec and ``n`` are checked before the first sample is drawn.
 
@@ -105,7 +111,7 @@ def evaluate_digits(
     net = load_digits_feature_net()  # loaded once for every solver
     rows = []
     for spec in solvers:
-        out = sample_with(process, model, spec, n, seed=seed, batch_size=batch_size)
+        out = sample_with(process, model, spec, n, seed=seed, batch_size=batch_size, exit_policy=exit_policy)
         fd = digits_fd(out.samples.clamp(-1, 1), reference="test", value_range="generation", net=net)
         rows.append(
             {"solver": solver_label(spec), "steps": spec["steps"], "NFE": out.nfe,

@@ -245,14 +245,20 @@ def sample_with(
     *,
     seed: int = 0,
     batch_size: int | None = None,
+    exit_policy: Any = None,
 ) -> SampleOutput:
     """Draw ``n`` samples with the solver ``spec`` = ``{name, steps, **solver arguments}``.
+
+    ``exit_policy``: early exit (an ``ExitPolicy`` or a spec for :func:`genflow.exit.exit_policy_from`).
 
     Raises:
         ConfigError: a spec without ``name`` or ``steps``; UnknownArgumentError: an unknown solver argument.
     """
+    from genflow.exit import exit_policy_from
+
     solver, steps = solver_from(spec), spec["steps"]
-    sampler = Sampler(process, model, solver)
+    policy = None if exit_policy is None else exit_policy_from(exit_policy)
+    sampler = Sampler(process, model, solver, exit_policy=policy)
     event_shape = _event_shape(model)
     return sampler.sample(
         (n, *event_shape), steps, generator=torch.Generator().manual_seed(seed), batch_size=batch_size

@@ -171,8 +171,22 @@ def check_solver_spec(spec: Any, where: str) -> None:
     integer(1)(spec["steps"], f"{where}.steps")
 
 
-#: The recipe's ``sample`` keys (read by ``genflow demo`` and ``genflow evaluate``).
-SAMPLE_KEYS: dict[str, Check] = {"n": integer(2), "batch_size": _optional(integer(1)), "solvers": _solvers}
+def _exit(value: Any, where: str) -> None:
+    if isinstance(value, str) and value:
+        return
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"{where} must be an exit policy: a name, NAME:{{json}}, a .json path or "
+                          f"{{name: registered policy, ...arguments}}; got {_got(value)}")  # fmt: skip
+
+
+#: The recipe's ``sample`` keys (read by ``genflow demo``, ``genflow sample`` and ``genflow evaluate``);
+#: ``exit`` is the early-exit policy ``genflow sample`` uses by default (see :mod:`genflow.exit`).
+SAMPLE_KEYS: dict[str, Check] = {
+    "n": integer(2),
+    "batch_size": _optional(integer(1)),
+    "solvers": _solvers,
+    "exit": _exit,
+}
 
 
 def _init_from(value: Any, where: str) -> None:

@@ -6,7 +6,10 @@ wraps the model in a :class:`ModelDenoiser` and lets the solver pick what it
 integrates (:meth:`~genflow.solver.base.Solver.field_from`): the probability-flow
 velocity for an ODE solver, the reverse-time SDE for an SDE solver, the
 ``(x0, eps)`` prediction for a native diffusion sampler, or anything a new
-solver family asks the denoiser for. Every model call is counted.
+solver family asks the denoiser for. Every model call is counted, and so are
+the FLOPs the run spends (:attr:`SampleOutput.flops`). With ``exit_policy`` the
+model runs the policy's number of blocks at each time (early exit, see
+:mod:`genflow.exit`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from genflow.errors import ComponentError, DTypeError, NonFiniteError, ShapeError
+from genflow.exit.base import ExitPolicy
+from genflow.exit.model import EarlyExitModel
 from genflow.model.base import ScoreModel
+from genflow.model.flops import TotalFlopCounter
 from genflow.process.gaussian import GaussianProcess, ReverseSDE, check_parameterization
 from genflow.random import require_generator
 from genflow.solver.base import Solver, synchronize
@@ -38,16 +44,26 @@ class ModelDenoiser:
     With ``checkpoint=True`` each model call runs under
     ``torch.utils.checkpoint`` when gradients are being recorded: its
     activations are recomputed in the backward pass instead of stored.
+    With ``measure_flops=True`` the first call runs under a ``TotalFlopCounter``
+    and ``first_call_flops`` holds ``(its FLOPs, its batch size)``.
     """
 
     def __init__(
-        self, process: GaussianProcess, model: ScoreModel, cond: Any = None, *, checkpoint: bool = False
+        self,
+        process: GaussianProcess,
+        model: ScoreModel,
+        cond: Any = None,
+        *,
+        checkpoint: bool = False,
+        measure_flops: bool = False,
     ) -> None:
         self.process = process
         self.model = model
         self.cond = cond
         self.checkpoint = bool(checkpoint)
         self.calls = 0
+        self.measure_flops = bool(measure_flops)
+        self.first_call_flops: tuple[int, int] | None = None
 
     @staticmethod
     def _times(x: Tensor, t: Tensor) -> Tensor:
@@ -57,15 +73,22 @@ class ModelDenoiser:
     def prediction(self, x: Tensor, t: Tensor) -> Tensor:
         """The model's raw output at ``(x, t)`` (one counted call); ``t`` as given by :meth:`_times`."""
         self.calls += 1
-        if self.checkpoint and torch.is_grad_enabled():
-            out = activation_checkpoint(self._model_call, x, t, use_reentrant=False)
+        if self.measure_flops and self.calls == 1:
+            with TotalFlopCounter() as counter:
+                out = self._call(x, t)
+            self.first_call_flops = (counter.total, x.shape[0])
         else:
-            out = self._model_call(x, t)
+            out = self._call(x, t)
         if out.shape != x.shape:
             raise ShapeError(
                 f"{type(self.model).__name__} returned shape {tuple(out.shape)}; expected {tuple(x.shape)}"
             )
         return out
+
+    def _call(self, x: Tensor, t: Tensor) -> Tensor:
+        if self.checkpoint and torch.is_grad_enabled():
+            return activation_checkpoint(self._model_call, x, t, use_reentrant=False)
+        return self._model_call(x, t)
 
     def _model_call(self, x: Tensor, t: Tensor) -> Tensor:
         return self.model(x, t, cond=self.cond) if self.cond is not None else self.model(x, t)
@@ -103,6 +126,9 @@ class SampleOutput:
         seconds: Wall-clock time (device synchronised).
         ts: The time grid used.
         trajectory: States at ``ts``, ``(len(ts), n, *event_shape)``, if requested.
+        flops: FLOPs of every model call of the run, all samples (forward passes as
+            ``torch.utils.flop_counter`` counts them; exited blocks cost nothing);
+            ``None`` for an :class:`~genflow.exit.EarlyExitModel` built with ``count_flops=False``.
     """
 
     samples: Tensor
@@ -111,6 +137,7 @@ class SampleOutput:
     seconds: float
     ts: Tensor
     trajectory: Tensor | None = None
+    flops: int | None = None
 
 
 class Sampler:
@@ -126,9 +153,15 @@ class Sampler:
         t_start: First time (noise side); default ``process.t_max``.
         t_end: Last time (data side); default ``process.t_min``.
         denoise_final: Return the model's ``x0`` prediction at ``t_end`` (one more call).
+        exit_policy: Early exit: an :class:`~genflow.exit.ExitPolicy` (or its name or
+            config) giving the blocks to run at each time; the model is wrapped in an
+            :class:`~genflow.exit.EarlyExitModel` (kept as :attr:`model`). Needs a
+            backbone declaring ``num_blocks`` (DiT, UViT).
 
     Raises:
-        ComponentError: a class instead of an instance, or incompatible components.
+        ComponentError: a class instead of an instance, incompatible components, an
+            ``exit_policy`` for a backbone without ``num_blocks`` or for a model already
+            wrapped in an ``EarlyExitModel``.
     """
 
     def __init__(
@@ -141,9 +174,17 @@ class Sampler:
         t_start: float | None = None,
         t_end: float | None = None,
         denoise_final: bool = False,
+        exit_policy: ExitPolicy | dict | str | None = None,
     ) -> None:
         self.process = check_instance(process, GaussianProcess, "process")
         self.model = check_instance(model, ScoreModel, "model")
+        if exit_policy is not None:
+            if isinstance(model, EarlyExitModel):
+                raise ComponentError(
+                    "exit_policy was given for a model already wrapped in an EarlyExitModel: pass the backbone, "
+                    "or the wrapper without exit_policy"
+                )
+            self.model = EarlyExitModel(model, exit_policy)
         self.solver = check_instance(solver, Solver, "solver")
         parameterization = getattr(model, "parameterization", None)
         if parameterization is None:
@@ -153,6 +194,7 @@ class Sampler:
         self.grid = TIME_GRIDS.create(grid) if isinstance(grid, str) else check_instance(grid, TimeGrid, "grid")
         self.t_start, self.t_end = t_start, t_end
         self.denoise_final = bool(denoise_final)
+        self._sample_flops: dict[tuple, tuple[int, int]] = {}  # (FLOPs, batch) of a measured model call
 
     def time_grid(self, steps: int, *, dtype: torch.dtype = torch.float64, device: Any = None) -> Tensor:
         """The decreasing grid of ``steps + 1`` times this sampler uses."""
@@ -225,13 +267,16 @@ class Sampler:
         device = self._device(device)
         dtype = check_float_dtype(dtype or torch.get_default_dtype())
         ts = self.time_grid(steps, dtype=dtype, device=device)
+        flops, measure = self._flop_meter(shape, dtype, device)
         start = time.perf_counter()
-        samples, trajectories, nfe, calls = [], [], 0, 0
+        samples, trajectories, nfe, calls, sample_calls, probe = [], [], 0, 0, 0, None
         with torch.set_grad_enabled(bool(grad)):
             for lo in range(0, n, chunk):
                 b = min(chunk, n - lo)
                 part = None if cond is None else cond[lo : lo + b]
-                denoiser = ModelDenoiser(self.process, self.model, part, checkpoint=checkpoint)
+                denoiser = ModelDenoiser(
+                    self.process, self.model, part, checkpoint=checkpoint, measure_flops=measure and lo == 0
+                )
                 if x_init is None:
                     x = self.process.prior((b, *shape[1:]), generator, t=float(ts[0]), dtype=dtype, device=device)
                 else:
@@ -246,16 +291,44 @@ class Sampler:
                 if return_trajectory:
                     trajectories.append(sol.trajectory)
                 nfe, calls = max(nfe, denoiser.calls), calls + denoiser.calls
+                sample_calls += b * denoiser.calls
+                probe = probe or denoiser.first_call_flops
         out = torch.cat(samples)
         synchronize(out)
+        seconds = time.perf_counter() - start
         return SampleOutput(
             samples=out,
             nfe=nfe,
             model_calls=calls,
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
             ts=ts,
             trajectory=torch.cat(trajectories, dim=1) if return_trajectory else None,
+            flops=flops(sample_calls, probe),
         )
+
+    def _flop_meter(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> tuple[Any, bool]:
+        """``(flops(sample_calls, probe), measure)``: the run's FLOPs from its sample-calls (calls times batch).
+
+        An :class:`EarlyExitModel` counts its own calls at their depths (the growth of its
+        counter over the run). Any other model costs the same per sample at every call:
+        the first call of a run with a new event shape, dtype or device is measured by
+        ``torch.utils.flop_counter``'s rules (``measure`` is then true; the ``ModelDenoiser``
+        returns ``(flops, batch)`` as ``probe``) and the cost per sample is cached.
+        """
+        if isinstance(self.model, EarlyExitModel):
+            before = self.model.flops_spent
+            return (lambda sample_calls, probe: None if before is None else self.model.flops_spent - before), False
+        key = (shape[1:], dtype, device)
+
+        def flops(sample_calls: int, probe: tuple[int, int] | None) -> int | None:
+            if probe is not None:
+                self._sample_flops[key] = probe
+            if key not in self._sample_flops:
+                return None  # no model call was made
+            call_flops, batch = self._sample_flops[key]
+            return call_flops * sample_calls // batch  # FLOPs are linear in the batch
+
+        return flops, key not in self._sample_flops
 
     def _device(self, device: Any) -> torch.device:
         """The sampling device: ``device`` if given (it must hold the model), else the model's."""

@@ -32,7 +32,8 @@ def test_shipped_recipes_build():
             continue  # toy and reflow-pair recipes: tests/reflow/test_cli.py
         model = load_recipe(name).config["model"]
         tiny = [o for o in TINY if not o.startswith("model.num_heads") or "num_heads" in model]  # conv models: none
-        parts = build(load_recipe(name, tiny))
+        odd = ["model.depth=3"] if model["name"] == "uvit" else []  # U-ViT: odd depth
+        parts = build(load_recipe(name, [*tiny, *odd]))
         assert isinstance(parts.process, gf.GaussianProcess) and isinstance(parts.model, gf.ScoreModel)
         assert len(parts.dataset) == 1253
 

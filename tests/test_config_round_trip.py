@@ -142,7 +142,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "early_exit_dsm": [
             lambda f: {"policy": gf.StaircaseExit(fractions=[1.0, 0.5]), "process": gf.VEProcess(0.02, 20.0),
                        "weighting": "min_snr", "min_snr_gamma": 3.0, "t_min": 0.05, "t_max": 0.9},  # fmt: skip
-            lambda f: {"policy": "full", "cond_field": "label"},
+            lambda f: {"policy": "full", "cond_field": "label", "freeze_time_embedding": True},
         ],
         "cross_entropy": [lambda f: {"label_smoothing": 0.1, "pad": 2, "flip": True}],
         "reflow": [lambda f: {"distill": True}],

@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
@@ -158,6 +159,7 @@ class CalibratedExit(ExitPolicy):
         scale: str = "eps",
         cond: Tensor | None = None,
         batch_size: int = 256,
+        times: Tensor | Sequence[float] | None = None,
     ) -> CalibratedExit:
         """Measure each depth's error per time bin on ``data`` and choose the schedule.
 
@@ -172,6 +174,10 @@ class CalibratedExit(ExitPolicy):
             scale: ``eps`` (default) or ``x0``; see the module docstring.
             cond: Per-sample conditioning for ``data``.
             batch_size: Samples per model call.
+            times: The times a sampler evaluates the model at (e.g. recorded from one run):
+                each bin is then weighted by its share of those evaluations, in the error and
+                in the budget, so ``budget`` is the kept fraction of block FLOPs over that
+                sampler's calls (``flop_fraction(times=...)``) rather than uniformly in t.
 
         Returns:
             The fitted policy, with ``errors`` and ``budget`` recorded.
@@ -179,21 +185,60 @@ class CalibratedExit(ExitPolicy):
         Raises:
             ConfigError: a budget outside ``[0, 1]``, bad bins, or an unknown scale.
             ComponentError: a model without ``num_blocks``.
+            ShapeError: empty ``times``.
         """
         if not 0.0 <= float(budget) <= 1.0:
             raise ConfigError(f"budget is a kept fraction of block FLOPs in [0, 1]; got {budget}")
         num_blocks = model_num_blocks(model, "CalibratedExit.fit")
         edges = equal_edges(bins) if isinstance(bins, int) else tuple(float(e) for e in bins)
-        probe = TableExit([num_blocks] * (len(edges) - 1), num_blocks, edges)  # validates the edges
+        TableExit([num_blocks] * (len(edges) - 1), num_blocks, edges)  # validates the edges before measuring
         errors = measure_exit_errors(
             model, process, data, edges=edges, generator=generator, scale=scale, cond=cond, batch_size=batch_size
         )
+        return cls.from_errors(errors, edges, budget=budget, block_flops=block_flops, times=times, scale=scale)
+
+    @classmethod
+    def from_errors(
+        cls,
+        errors: Tensor,
+        edges: Sequence[float],
+        *,
+        budget: float,
+        block_flops: BlockFlops | Sequence[float] | None = None,
+        times: Tensor | Sequence[float] | None = None,
+        scale: str = "eps",
+    ) -> CalibratedExit:
+        """The schedule of least error within ``budget``, from errors measured once (``policy.errors``).
+
+        One measurement serves several budgets or samplers' ``times``; arguments as :meth:`fit`.
+
+        Raises:
+            ConfigError: a budget outside ``[0, 1]``, bad edges. ShapeError: errors of the wrong
+                shape for the edges, or empty ``times``.
+        """
+        if not 0.0 <= float(budget) <= 1.0:
+            raise ConfigError(f"budget is a kept fraction of block FLOPs in [0, 1]; got {budget}")
+        errors = torch.as_tensor(errors, dtype=torch.float64)
+        if errors.ndim != 2 or errors.shape[0] != len(edges) - 1 or errors.shape[1] < 2:
+            raise ShapeError(f"errors must be (bins, num_blocks + 1) for {len(edges) - 1} bins; got "
+                             f"{tuple(errors.shape)}")  # fmt: skip
+        num_blocks = errors.shape[1] - 1
+        schedule = TableExit([num_blocks] * (len(edges) - 1), num_blocks, edges).schedule(num_blocks)
         weights = block_weights(num_blocks, block_flops)
         kept = [sum(weights[:d]) / sum(weights) for d in range(num_blocks + 1)]
-        widths = [b - a for a, b in pairwise(probe.schedule(num_blocks).edges)]
-        units, allowed = budget_units([[w * k for k in kept] for w in widths], float(budget))
-        depths = choose_depths(errors * torch.tensor(widths, dtype=torch.float64)[:, None], units, allowed)
-        return cls(list(depths), num_blocks, list(edges), float(budget), errors.tolist(), scale)
+        if times is None:
+            shares = [b - a for a, b in pairwise(schedule.edges)]
+        else:
+            values = torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist()
+            if not values:
+                raise ShapeError("CalibratedExit: times must not be empty")
+            hits = [0] * len(schedule.depths)
+            for t in values:
+                hits[bisect.bisect_right(schedule.edges, t, 1, len(schedule.edges) - 1) - 1] += 1
+            shares = [h / len(values) for h in hits]
+        units, allowed = budget_units([[w * k for k in kept] for w in shares], float(budget))
+        depths = choose_depths(errors * torch.tensor(shares, dtype=torch.float64)[:, None], units, allowed)
+        return cls(list(depths), num_blocks, list(schedule.edges), float(budget), errors.tolist(), scale)
 
     def expected_error(self, policy: ExitPolicy | None = None) -> float:
         """Time-averaged measured error of ``policy`` (default this one) on this calibration's bins.

@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,15 @@ def resolve_policy(policy: ExitPolicy | dict | str, name: str = "policy") -> Exi
     return check_instance(policy, ExitPolicy, name)
 
 
+def _grid_position(t: Tensor) -> tuple[Tensor, int] | None:
+    """``(grid, k)`` when the 0-d ``t`` is element ``k`` of a 1-D tensor it views, read from strides alone."""
+    grid = t._base
+    if grid is None or grid.ndim != 1 or grid.stride(0) < 1:
+        return None
+    k, rest = divmod(t.storage_offset() - grid.storage_offset(), grid.stride(0))
+    return (grid, k) if rest == 0 and 0 <= k < grid.shape[0] else None
+
+
 def _shared_time(t: Tensor) -> Tensor | None:
     """The one time all samples share, read from the strides alone (no sync), else ``None``.
 
@@ -57,6 +67,9 @@ class EarlyExitModel(ScoreModel):
 
     ``forward(x, t, cond=None)`` calls ``model(x, t, cond=cond, exit=depths)``:
 
+    - when every sample shares one time that is element ``k`` of a 1-D time grid (a
+      view, as fixed-grid diffusion samplers pass), ``depths`` is an int looked up by
+      ``k`` in host depths computed once for that grid: no device read per step;
     - when every sample shares one time on the host (a Python float or a CPU tensor),
       ``depths`` is an int found by bisection on the host, with no tensor op;
     - when they share one time on an accelerator, a 0-d depth from a ``bucketize`` on
@@ -99,6 +112,7 @@ class EarlyExitModel(ScoreModel):
         self.schedule = self.policy.schedule(self.num_blocks)  # checks the depths fit the backbone now
         self._costs = self._exit_costs(block_flops) if count_flops else None
         self._tables: dict[torch.device, Tensor] = {}
+        self._grid: tuple[Any, int, list[int]] | None = None  # (weakref to a time grid, its version, host depths)
         self.reset_flops()
 
     @property
@@ -141,9 +155,24 @@ class EarlyExitModel(ScoreModel):
         shared = _shared_time(t)
         if shared is None:
             return self.schedule.depths_at(t)
+        on_grid = _grid_position(shared)
+        if on_grid is not None:
+            return self._grid_depths(on_grid[0])[on_grid[1]]
         if shared.device.type == "cpu":
             return self.schedule.depth_at(float(shared))
         return self.schedule.depths_at(shared)
+
+    def _grid_depths(self, grid: Tensor) -> list[int]:
+        """Host depths at every time of ``grid``, read once per grid (while it lives unchanged).
+
+        Fixed-grid samplers pass the model ``grid[k]`` (a view): its depth is then a
+        host look-up by ``k``, with no device read per step on an accelerator.
+        """
+        cached = self._grid
+        if cached is None or cached[0]() is not grid or cached[1] != grid._version:
+            depths = [self.schedule.depth_at(v) for v in grid.detach().to("cpu", torch.float64).tolist()]
+            self._grid = cached = (weakref.ref(grid), grid._version, depths)
+        return cached[2]
 
     def forward(self, x: Tensor, t: Tensor, *, cond: Any = None, exit: Any = None) -> Tensor:
         """``model(x, t, cond=cond, exit=...)`` at the policy's depths for ``t``.
@@ -172,6 +201,11 @@ class EarlyExitModel(ScoreModel):
         cost = self._tables[depths.device][depths]
         cost = cost * batch if cost.ndim == 0 else cost.sum()
         self._flops_device = cost if self._flops_device is None else self._flops_device + cost
+
+    @property
+    def exit_costs(self) -> tuple[int, ...] | None:
+        """FLOPs of one sample's call at each depth ``0..num_blocks`` (``None`` if not counted)."""
+        return self._costs
 
     @property
     def flops_spent(self) -> int | None:

@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-__all__ = ["count_flops", "BlockFlops", "measure_block_flops", "flop_counter"]
+__all__ = ["count_flops", "BlockFlops", "measure_block_flops", "flop_counter", "TotalFlopCounter"]
 
 _aten = torch.ops.aten
 
@@ -45,6 +46,28 @@ if hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
 def flop_counter() -> FlopCounterMode:
     """A silent ``FlopCounterMode`` that also counts CPU attention (same formula as on the GPU)."""
     return FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+
+
+class TotalFlopCounter(TorchDispatchMode):
+    """Total FLOPs of everything run inside it, by ``flop_counter``'s per-operator rules.
+
+    Unlike ``FlopCounterMode`` it tracks no modules (no hooks on the model), so it
+    can wrap any call, including models that differentiate inside their forward
+    pass while gradients are off. ``total`` is the sum so far.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules = flop_counter().flop_registry
+        self.total = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rule = self.rules.get(getattr(func, "_overloadpacket", func))
+        if rule is not None:
+            self.total += int(rule(*args, **kwargs, out_val=out))
+        return out
 
 
 def count_flops(model: nn.Module, x: Tensor, t: Tensor, **kwargs: Any) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from genflow.errors import ComponentError
 from genflow.exit.base import EXIT_POLICIES, ExitPolicy
@@ -28,6 +29,7 @@ from genflow.exit.schedules import StaircaseExit
 from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.objectives.dsm import DenoisingScoreMatching
 from genflow.process.gaussian import GaussianProcess
+from genflow.train.settings import check_bool
 
 __all__ = ["EarlyExitDSM", "freeze_time_embedding", "TIME_EMBEDDING_ATTRIBUTE"]
 
@@ -49,16 +51,20 @@ def freeze_time_embedding(model: nn.Module) -> list[nn.Parameter]:
     Raises:
         ComponentError: the model has no ``time_embed`` submodule.
     """
-    module = getattr(model, TIME_EMBEDDING_ATTRIBUTE, None)
-    if not isinstance(module, nn.Module):
-        raise ComponentError(
-            f"freeze_time_embedding expects a backbone with a {TIME_EMBEDDING_ATTRIBUTE!r} submodule "
-            f"(DiT, UViT); {type(model).__name__} has none"
-        )
-    params = list(module.parameters())
+    params = list(_time_embedding(model, "freeze_time_embedding").parameters())
     for p in params:
         p.requires_grad_(False)
     return params
+
+
+def _time_embedding(model: nn.Module, owner: str) -> nn.Module:
+    module = getattr(model, TIME_EMBEDDING_ATTRIBUTE, None)
+    if not isinstance(module, nn.Module):
+        raise ComponentError(
+            f"{owner} expects a backbone with a {TIME_EMBEDDING_ATTRIBUTE!r} submodule "
+            f"(DiT, UViT); {type(model).__name__} has none"
+        )
+    return module
 
 
 @OBJECTIVES.register("early_exit_dsm")
@@ -73,6 +79,16 @@ class EarlyExitDSM(Objective):
         min_snr_gamma: ``gamma`` of ``min_snr``.
         t_min / t_max: Training times are uniform on ``[t_min, t_max]``; default the process's.
         cond_field: The batch field passed to the model as ``cond`` (e.g. ``"label"``).
+        freeze_time_embedding: Let no gradient reach the backbone's ``time_embed`` (its output
+            is detached during the loss), as ASE fine-tunes; for recipes, where the objective
+            cannot freeze the model before the optimiser is built. (In Python,
+            :func:`freeze_time_embedding` on the model does the same and skips its optimiser state.)
+
+    Under ``DistributedDataParallel`` blocks no sample of a step reaches (and a frozen time
+    embedding) would leave parameters without a gradient, which plain DDP refuses; the loss
+    then adds ``0 *`` the sum of the trainable parameters, so every parameter gets a (zero)
+    gradient and no ``find_unused_parameters`` is needed. With AdamW and no weight decay a
+    zero gradient on a never-used parameter changes nothing, as no gradient does on one process.
 
     Raises:
         ConfigError: as ``DenoisingScoreMatching``. ComponentError / UnknownComponentError: a bad policy.
@@ -89,8 +105,10 @@ class EarlyExitDSM(Objective):
         t_min: float | None = None,
         t_max: float | None = None,
         cond_field: str | None = None,
+        freeze_time_embedding: bool = False,
     ) -> None:
         self.policy = StaircaseExit.ase_dit_xl(relative=True) if policy is None else resolve_policy(policy)
+        self.freeze_time_embedding = check_bool("freeze_time_embedding", freeze_time_embedding)
         self._dsm = DenoisingScoreMatching(process, weighting, min_snr_gamma, t_min, t_max, cond_field)
         self.process, self.fields = self._dsm.process, self._dsm.fields
 
@@ -108,7 +126,19 @@ class EarlyExitDSM(Objective):
 
     def loss(self, model: nn.Module, batch: Mapping[str, Tensor], draws: Mapping[str, Tensor]) -> Tensor:
         """Mean (weighted) denoising loss with sample ``i`` run through ``policy.depths(t_i)`` blocks."""
-        return self._dsm.loss(self.exiting(model), batch, draws)
+        backbone = model.module if isinstance(model, DistributedDataParallel) else model
+        hook = None
+        if self.freeze_time_embedding:
+            embed = _time_embedding(backbone, "EarlyExitDSM(freeze_time_embedding=True)")
+            hook = embed.register_forward_hook(lambda module, args, out: out.detach())
+        try:
+            loss = self._dsm.loss(self.exiting(model), batch, draws)
+        finally:
+            if hook is not None:
+                hook.remove()
+        if isinstance(model, DistributedDataParallel):  # every parameter gets a gradient (see the class docstring)
+            loss = loss + 0.0 * sum(p.sum() for p in backbone.parameters() if p.requires_grad)
+        return loss
 
     def exiting(self, model: nn.Module) -> EarlyExitModel:
         """``model`` seen through this objective's policy (no FLOP counting), e.g. to evaluate it."""

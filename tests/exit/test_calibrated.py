@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import genflow as gf
-from genflow.errors import ComponentError, ConfigError
+from genflow.errors import ComponentError, ConfigError, ShapeError
 from genflow.exit import EXIT_POLICIES, CalibratedExit, StaircaseExit
 from genflow.exit.calibrated import measure_exit_errors
 from genflow.random import standard_normal
@@ -76,3 +76,31 @@ def test_fit_errors():
         CalibratedExit.fit(tiny_dit(), gf.VPProcess(), _data(), bins=[0.1, 1.0], generator=torch.Generator())
     with pytest.raises(ConfigError, match="scale"):
         CalibratedExit.fit(tiny_dit(), gf.VPProcess(), _data(), scale="score", generator=torch.Generator())
+
+
+def test_fit_over_a_samplers_times_keeps_the_budget_over_those_times():
+    model, process = tiny_dit(), gf.VPProcess()
+
+    def fit(**kwargs):
+        generator = torch.Generator().manual_seed(0)
+        return CalibratedExit.fit(model, process, _data(), budget=0.5, bins=4, generator=generator, **kwargs)
+
+    midpoints = [0.125, 0.375, 0.625, 0.875]  # one evaluation per equal bin: the uniform fit
+    assert fit(times=midpoints).schedule(4).depths == fit().schedule(4).depths
+    times = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.6]  # most calls near the data, as on a log-SNR grid
+    policy = fit(times=times)
+    assert policy.flop_fraction(4, times=times) <= 0.5
+    assert fit().flop_fraction(4, times=times) > 0.5  # the uniform fit overspends on these times
+    with pytest.raises(ShapeError, match="times"):
+        fit(times=[])
+
+
+def test_from_errors_rechooses_without_measuring_again():
+    policy = CalibratedExit.fit(tiny_dit(), gf.VPProcess(), _data(), budget=0.5, bins=4,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+    edges = policy.schedule(4).edges
+    assert CalibratedExit.from_errors(policy.errors, edges, budget=0.5).schedule(4).depths == policy.schedule(4).depths
+    tighter = CalibratedExit.from_errors(policy.errors, edges, budget=0.25)
+    assert tighter.flop_fraction(4) <= 0.25
+    with pytest.raises(ShapeError, match="errors must be"):
+        CalibratedExit.from_errors(policy.errors[:, :1], edges, budget=0.5)
