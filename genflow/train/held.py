@@ -37,14 +37,14 @@ from torch import nn
 
 from genflow.config import Configurable, build_component
 from genflow.errors import ConfigError
-from genflow.model.base import MODELS
-from genflow.registry import Registry
+from genflow.model.base import MODELS  # noqa: F401  (registers the "model" family HELD_FAMILIES looks in)
+from genflow.registry import Registry, registries
 from genflow.train.checkpoint import TENSORS, Checkpoint, CheckpointError, latest_checkpoint, load_checkpoint
 from genflow.train.resume import load_weights
 
 __all__ = [
     "HELD_NETWORKS", "HeldNetwork", "HeldNetworkError", "as_held_network", "find_held_networks",
-    "restore_held_weights", "file_sha256",
+    "restore_held_weights", "file_sha256", "HELD_FAMILIES", "build_held_module",
 ]  # fmt: skip
 
 
@@ -59,6 +59,25 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+HELD_FAMILIES: tuple[str, ...] = ("model", "classifier")
+"""Registry families a held network's model config is looked up in, in order (score models, classifiers)."""
+
+
+def build_held_module(config: dict[str, Any], where: str) -> nn.Module:
+    """Rebuild a held module from its model config through the first of :data:`HELD_FAMILIES` that knows its name.
+
+    Raises:
+        HeldNetworkError: no such family registers the config's name.
+    """
+    name = config.get("name") if isinstance(config, dict) else None
+    known = registries()
+    for family in HELD_FAMILIES:
+        if family in known and name in known[family]:
+            return known[family].from_config(config)
+    families = ", ".join(f for f in HELD_FAMILIES if f in known)
+    raise HeldNetworkError(f"{where}: model config names {name!r}, which no registry of {families} knows")
 
 
 def step_folder(path: str | os.PathLike[str]) -> Path:
@@ -118,7 +137,7 @@ class HeldNetwork(Configurable, nn.Module):
         config = ckpt.state.get("model_config")
         if config is None:
             raise HeldNetworkError(f"{folder} records no model_config; hold the module by value: HeldNetwork(module)")
-        module = MODELS.from_config(config)
+        module = build_held_module(config, str(folder))
         module.load_state_dict(ckpt.ema if ema and ckpt.ema else ckpt.model)
         held = cls(module)
         held.source = {"source": str(folder.resolve()), "sha256": digest, "ema": bool(ema)}
@@ -135,7 +154,7 @@ class HeldNetwork(Configurable, nn.Module):
             return cls.from_checkpoint(config["source"], ema=config.get("ema", True), sha256=config.get("sha256"))
         if config["config"] is None:
             raise ConfigError("this held network was stored by value without a model config; rebuild it in Python")
-        return cls(MODELS.from_config(config["config"]))
+        return cls(build_held_module(config["config"], "held_network config"))
 
     def to_config(self) -> dict[str, Any]:
         """The reference (source checkpoint, sha256, ema, model config) or, by value, the model config."""
