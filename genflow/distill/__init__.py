@@ -13,6 +13,7 @@ from genflow.distill.perturbations import (
     ODSPerturbation,
     ods_direction,
 )
+from genflow.distill.students import DISTILL_RECIPE, STUDENTS, DistilledStudent, distill_student
 
 __all__ = [
     "PERTURBATIONS",
@@ -31,4 +32,8 @@ __all__ = [
     "kd_loss",
     "load_teachers",
     "member_diversity",
+    "DISTILL_RECIPE",
+    "STUDENTS",
+    "DistilledStudent",
+    "distill_student",
 ]

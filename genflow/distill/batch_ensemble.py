@@ -120,6 +120,10 @@ class BatchEnsemble(Classifier):
         self.base = base
         self.num_classes, self.in_chans, self.image_size = base.num_classes, base.in_chans, base.image_size
 
+    def __len__(self) -> int:
+        """``M``, as for an :class:`~genflow.classify.Ensemble`."""
+        return self.members
+
     def _tiled(self, x: Tensor) -> Tensor:
         return self.check_input(x).repeat(self.members, *([1] * (x.ndim - 1)))
 

@@ -127,6 +127,14 @@ class EnsembleDistillation(Objective):
             raise ConfigError(f"pad must be an int >= 0; got {pad!r}")
         self.alpha, self.temperature, self.pad = float(alpha), float(temperature), pad
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EnsembleDistillation:
+        """Rebuild from :meth:`to_config` (held networks, hashes checked) or from a recipe naming a run folder."""
+        config = dict(config) if isinstance(config, dict) else config
+        if isinstance(config, dict) and isinstance(config.get("teachers"), (str, os.PathLike)):
+            config["teachers"] = load_teachers(config["teachers"])
+        return super().from_config(config)
+
     def draw(
         self, n: int, shapes: Mapping[str, tuple[int, ...]], generator: torch.Generator, *, dtype: torch.dtype,
         device: Any,
@@ -176,7 +184,7 @@ class EnsembleDistillation(Objective):
         x, labels = self._batch(batch)
         per_member, members = self._student(model)
         x = random_crop(x, draws["offsets"], self.pad)
-        inner = {k[len(PERTURBATION_PREFIX):]: v for k, v in draws.items() if k.startswith(PERTURBATION_PREFIX)}
+        inner = {k[len(PERTURBATION_PREFIX) :]: v for k, v in draws.items() if k.startswith(PERTURBATION_PREFIX)}
         x_pert = self.perturbation.perturb(x, self.teachers, inner)
         logits = model(x, per_member=True) if per_member else model(x)  # (M, b, C) or (b, C)
         check_labels(labels, x.shape[0], self.num_classes)

@@ -21,7 +21,7 @@ def _draws(objective, n=6, seed=4):
 
 
 def test_kd_loss_on_a_hand_worked_case():
-    # teacher p = (1/2, 1/2); student logits (0, log 3) at tau = 2: q = softmax((0, log 3) / 2) = (1, sqrt 3) / (1 + sqrt 3)
+    # teacher p = (1/2, 1/2); student logits (0, log 3) q = softmax((0, log 3) / 2) = (1, sqrt 3) / (1+sqrt 3)
     p = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
     z = torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64)
     q = torch.tensor([1.0, math.sqrt(3.0)], dtype=torch.float64) / (1 + math.sqrt(3.0))
