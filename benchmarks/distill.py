@@ -15,6 +15,9 @@ Usage::
 
     .venv/bin/python benchmarks/distill.py               # 3 seeds -> docs/benchmarks/distill.md (+ distill.png)
     .venv/bin/python benchmarks/distill.py --quick       # 1 seed, 20-step teachers and students, printed only
+    # seeds in parallel, then one report from their caches:
+    .venv/bin/python benchmarks/distill.py --seeds 1 --cache s1.json --out s1.md    # (and 0, 2 alike)
+    .venv/bin/python benchmarks/distill.py --cached s0.json s1.json s2.json --report-only
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ METRICS = ("acc", "nll", "ece", "nll_ts")
 
 def _diversity(model: torch.nn.Module, data) -> dict[str, dict[str, float]]:
     sets = {"clean": data.test, "shifted": data.shifted_pooled()}
-    if isinstance(model, Ensemble):
+    if isinstance(model, Ensemble) and len(model) > 1:
         out = {}
         for name, d in sets.items():
             probs = torch.stack([predict_log_probs(m, d).exp() for m in model.members])
@@ -50,7 +53,7 @@ def _diversity(model: torch.nn.Module, data) -> dict[str, dict[str, float]]:
             out[name] = {"disagreement": disagreement(probs),
                          "kl": statistics.fmean(kl(probs[i], probs[j]) for i, j in pairs)}  # fmt: skip
         return out
-    if hasattr(model, "member_logits"):
+    if hasattr(model, "member_logits") and not isinstance(model, Ensemble):
         return {name: member_diversity(model, d) for name, d in sets.items()}
     return {}
 
@@ -90,8 +93,9 @@ def measure_seed(seed: int, overrides: list[str], cache: dict, save) -> dict:
 
 
 def _values(runs: list[dict], label: str, *path: str) -> list[float]:
+    """One value per seed that measured ``label`` (a partial run may lack some)."""
     out = []
-    for run in runs:
+    for run in (r for r in runs if label in r):
         value = run[label]
         for key in path:
             value = value[key]
@@ -114,7 +118,13 @@ def _beats(runs: list[dict], a: str, b: str, *path: str, lower: bool = True) -> 
 
 
 def labels_of(runs: list[dict]) -> list[str]:
-    return [label for label in runs[0] if all(label in r for r in runs)]
+    """Every model measured in any seed, in measuring order."""
+    return list(dict.fromkeys(label for run in runs for label in run))
+
+
+def _name(runs: list[dict], label: str) -> str:
+    count = sum(label in r for r in runs)
+    return label.replace("/", ", ") + (f" ({count} of {len(runs)} seeds)" if count < len(runs) else "")
 
 
 def tables(runs: list[dict]) -> list[str]:
@@ -127,34 +137,36 @@ def tables(runs: list[dict]) -> list[str]:
                   "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for label in labels_of(runs):
             cells = [_pm(_values(runs, label, name, m), 4 if m != "acc" else 3) for m in METRICS]
-            if runs[0][label]["diversity"]:
+            if next(r for r in runs if label in r)[label]["diversity"]:
                 cells += [_pm(_values(runs, label, "diversity", name, k), 4) for k in ("disagreement", "kl")]
             else:
                 cells += ["-", "-"]
-            lines.append(f"| {label.replace('/', ', ')} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_name(runs, label)} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["### Cost", "", "| model | parameters | FLOPs / image | x one member | latency ms / image (batch 256) "
               "| training s |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for label in labels_of(runs):
         flops = statistics.fmean(_values(runs, label, "flops"))
-        lines.append(f"| {label.replace('/', ', ')} | {int(runs[0][label]['params']):,} | {int(flops):,} | "
+        params = next(r for r in runs if label in r)[label]["params"]
+        lines.append(f"| {_name(runs, label)} | {int(params):,} | {int(flops):,} | "
                      f"{flops / one_flops:.2f} | {_pm(_values(runs, label, 'latency_ms'), 4)} | "
                      f"{_pm(_values(runs, label, 'seconds'), 1)} |")  # fmt: skip
     return lines
 
 
 def targets(runs: list[dict]) -> list[str]:
-    lines = ["## Targets", ""]
+    lines = ["", "## Targets", ""]
+    measured = set(labels_of(runs))
     for student, title in STUDENTS.items():
         for name in ("clean", "shifted"):
             checks = []
             for ods in ("ods", "confods"):
                 for base in ("none", "gaussian"):
                     a, b = f"{student}/{ods}", f"{student}/{base}"
-                    if a in runs[0] and b in runs[0]:
+                    if a in measured and b in measured:
                         checks.append(f"{ods} vs {base}: {'yes' if _beats(runs, a, b, name, 'nll') else 'no'}")
             lines.append(f"- {title}, {name} NLL, ODS/ConfODS below plain KD / Gaussian beyond the error bars: "
-                         + "; ".join(checks) + ".")  # fmt: skip
+                         + ("; ".join(checks) or "not measured") + ".")  # fmt: skip
     one_flops = statistics.fmean(_values(runs, "one member", "flops"))
     for name in ("clean", "shifted"):
         one = statistics.fmean(_values(runs, "one member", name, "nll"))
@@ -171,14 +183,14 @@ def targets(runs: list[dict]) -> list[str]:
         checks = []
         for ods in ("ods", "confods"):
             a, b = f"batch_ensemble/{ods}", "batch_ensemble/none"
-            if a in runs[0] and b in runs[0]:
+            if a in measured and b in measured:
                 for k in ("disagreement", "kl"):
                     higher = _beats(runs, a, b, "diversity", name, k, lower=False)
                     mean_higher = (statistics.fmean(_values(runs, a, "diversity", name, k))
                                    > statistics.fmean(_values(runs, b, "diversity", name, k)))  # fmt: skip
                     checks.append(f"{ods} {k}: {'yes' if higher else 'higher mean only' if mean_higher else 'no'}")
         lines.append(f"- {name}: BatchEnsemble members more diverse with ODS than with plain KD (beyond the error "
-                     "bars): " + "; ".join(checks) + ".")  # fmt: skip
+                     "bars): " + ("; ".join(checks) or "not measured") + ".")  # fmt: skip
     return lines
 
 
@@ -192,7 +204,7 @@ def plot(runs: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, name in zip(axes, ("clean", "shifted"), strict=True):
         means = [statistics.fmean(_values(runs, lab, name, "nll")) for lab in labels]
-        stds = [statistics.stdev(_values(runs, lab, name, "nll")) if len(runs) > 1 else 0.0 for lab in labels]
+        stds = [statistics.stdev(v) if len(v := _values(runs, lab, name, "nll")) > 1 else 0.0 for lab in labels]
         ax.barh([lab.replace("/", ", ") for lab in labels], means, xerr=stds, color="tab:blue")
         ax.set_title(f"NLL, {name} (mean +- std over {len(runs)} seeds)")
         ax.invert_yaxis()
@@ -209,6 +221,9 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[], help="recipe override for teachers and students")
     parser.add_argument("--cache", default=str(OUT_DIR / "distill.json"), help="per-model results (JSON)")
     parser.add_argument("--out", default=str(OUT_DIR / "distill.md"))
+    parser.add_argument("--cached", nargs="*", default=[], help="further cache files to merge in (e.g. one per seed "
+                        "from parallel runs)")
+    parser.add_argument("--report-only", action="store_true", help="report what the cache holds; train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
@@ -219,12 +234,21 @@ def main() -> None:
     if cache.get("overrides", key) != key:
         raise SystemExit(f"{cache_path} holds results for overrides {cache['overrides']}; use another --cache")
     cache["overrides"] = key
+    for extra in args.cached:
+        other = json.loads(Path(extra).read_text())
+        if other.get("overrides") != key:
+            raise SystemExit(f"{extra} holds results for overrides {other.get('overrides')}, not {key}")
+        cache.update({k: v for k, v in other.items() if k != "overrides"})
 
     def save() -> None:
         if not args.quick:
             write_text_atomic(cache_path, json.dumps(cache, indent=1))
 
-    runs = [measure_seed(seed, overrides, cache, save) for seed in seeds]
+    if args.report_only:
+        runs = [cache[str(seed)] for seed in seeds if str(seed) in cache]
+        seeds = [seed for seed in seeds if str(seed) in cache]
+    else:
+        runs = [measure_seed(seed, overrides, cache, save) for seed in seeds]
     body = [
         "# Ensemble distillation with ODS / ConfODS on the digits protocol", "",
         f"Mean +- std over protocol seeds {', '.join(map(str, seeds))}. Teachers: the digits protocol's 4 "
