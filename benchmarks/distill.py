@@ -66,12 +66,14 @@ def score(model: torch.nn.Module, data, seconds: float | None) -> dict:
             "flops": report.flops, "latency_ms": report.latency_ms, "seconds": seconds}  # fmt: skip
 
 
-def measure_seed(seed: int, overrides: list[str], cache: dict, save) -> dict:
-    """Teachers and every student of one seed (results already in ``cache`` are reused)."""
+ALL_LABELS = ["one member", "4-member ensemble"] + [f"{s}/{p}" for s in STUDENTS for p in PERTURBATIONS]
+
+
+def measure_seed(seed: int, overrides: list[str], cache: dict, save, labels: list[str] = ALL_LABELS) -> dict:
+    """Teachers and every student (or those in ``labels``) of one seed (results already in ``cache`` are reused)."""
     results = cache.setdefault(str(seed), {})
     with tempfile.TemporaryDirectory() as tmp:
         teachers = None
-        labels = ["one member", "4-member ensemble"] + [f"{s}/{p}" for s in STUDENTS for p in PERTURBATIONS]
         for label in labels:
             if label in results:
                 continue
@@ -223,6 +225,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(OUT_DIR / "distill.md"))
     parser.add_argument("--cached", nargs="*", default=[], help="further cache files to merge in (e.g. one per seed "
                         "from parallel runs)")
+    parser.add_argument("--labels", nargs="*", default=ALL_LABELS, choices=ALL_LABELS,
+                        help="measure only these models (e.g. one student per process, caches merged later)")
     parser.add_argument("--report-only", action="store_true", help="report what the cache holds; train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -248,7 +252,7 @@ def main() -> None:
         runs = [cache[str(seed)] for seed in seeds if str(seed) in cache]
         seeds = [seed for seed in seeds if str(seed) in cache]
     else:
-        runs = [measure_seed(seed, overrides, cache, save) for seed in seeds]
+        runs = [measure_seed(seed, overrides, cache, save, args.labels) for seed in seeds]
     body = [
         "# Ensemble distillation with ODS / ConfODS on the digits protocol", "",
         f"Mean +- std over protocol seeds {', '.join(map(str, seeds))}. Teachers: the digits protocol's 4 "
