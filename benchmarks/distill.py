@@ -227,6 +227,7 @@ def main() -> None:
                         "from parallel runs)")
     parser.add_argument("--labels", nargs="*", default=ALL_LABELS, choices=ALL_LABELS,
                         help="measure only these models (e.g. one student per process, caches merged later)")
+    parser.add_argument("--remark", default="", help="a paragraph for the report's head (how this run was made)")
     parser.add_argument("--report-only", action="store_true", help="report what the cache holds; train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -242,7 +243,9 @@ def main() -> None:
         other = json.loads(Path(extra).read_text())
         if other.get("overrides") != key:
             raise SystemExit(f"{extra} holds results for overrides {other.get('overrides')}, not {key}")
-        cache.update({k: v for k, v in other.items() if k != "overrides"})
+        for seed, results in other.items():
+            if seed != "overrides":
+                cache.setdefault(seed, {}).update(results)
 
     def save() -> None:
         if not args.quick:
@@ -266,6 +269,8 @@ def main() -> None:
     ]  # fmt: skip
     if overrides:
         body.insert(3, f"Recipe overrides (a reduced run): `{' '.join(overrides)}`.\n")
+    if args.remark:
+        body.insert(3, args.remark + "\n")
     if args.quick:
         print("\n".join(body))
         return
