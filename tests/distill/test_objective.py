@@ -5,6 +5,7 @@ import torch
 
 from genflow.classify import CLASSIFIERS, ClassifierCheckpointError, train_members
 from genflow.distill import BatchEnsemble, DistillationError, EnsembleDistillation, kd_loss
+from genflow.errors import ConfigError, UnknownComponentError
 from genflow.objectives import OBJECTIVES
 from genflow.train import HeldNetworkError, Trainer, load_checkpoint
 from tests.distill.fixtures import TEACHER_MODEL, teacher_run, tiny_data  # noqa: F401  (fixture)
@@ -83,6 +84,10 @@ def test_training_with_a_perturbation_keeps_teachers_out_and_resumes_exactly(tea
 def test_typed_errors(teacher_run, tmp_path):  # noqa: F811
     with pytest.raises(ClassifierCheckpointError, match="ensemble run folder with member-0/.*has none"):
         EnsembleDistillation(tmp_path)
+    for bad, message in (({"alpha": 1.5}, "alpha must be in"), ({"temperature": 0.0}, "temperature must be > 0"),
+                         ({"pad": -1}, "pad must be an int >= 0"), ({"perturbation": "fgsm"}, "unknown perturbation")):
+        with pytest.raises((ConfigError, UnknownComponentError), match=message):
+            EnsembleDistillation(teacher_run, **bad)
     objective = EnsembleDistillation(teacher_run)
     wrong = CLASSIFIERS.from_config({**TEACHER_MODEL, "num_classes": 5})
     with pytest.raises(DistillationError, match="student has num_classes=5; the teachers have 3"):
