@@ -134,7 +134,7 @@ def _name(runs: list[dict], label: str) -> str:
 
 def tables(runs: list[dict]) -> list[str]:
     lines = []
-    one_flops = statistics.fmean(_values(runs, "one member", "flops"))
+    one_flops = statistics.fmean(_values(runs, "one member", "flops") or [float("nan")])
     titles = {"clean": "Clean test split (368 images)",
               "shifted": "Shifted: digits_corrupted, 4 kinds x 3 severities pooled (4,416 images)"}  # fmt: skip
     for name, title in titles.items():
@@ -179,8 +179,8 @@ def targets(runs: list[dict]) -> list[str]:
                         checks.append(f"{ods} vs {base}: {'yes' if _beats(runs, a, b, name, 'nll') else 'no'}")
             lines.append(f"- {title}, {name} NLL, ODS/ConfODS below plain KD / Gaussian beyond the error bars: "
                          + ("; ".join(checks) or "not measured") + ".")  # fmt: skip
-    one_flops = statistics.fmean(_values(runs, "one member", "flops"))
-    for name in ("clean", "shifted"):
+    one_flops = statistics.fmean(_values(runs, "one member", "flops") or [float("nan")])
+    for name in ("clean", "shifted") if {"one member", "4-member ensemble"} <= measured else ():
         one = statistics.fmean(_values(runs, "one member", name, "nll"))
         ens = statistics.fmean(_values(runs, "4-member ensemble", name, "nll"))
         cheap = [label for label in labels_of(runs) if "/" in label
