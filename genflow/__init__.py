@@ -3,7 +3,7 @@
 One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 """
 
-from genflow import bridge, classify, data, errors, metrics, objectives, purify, train
+from genflow import bridge, classify, data, distill, errors, metrics, objectives, purify, train
 from genflow.data import load_dataset, load_digits_split, toy2d
 from genflow.exit import (
     EXIT_POLICIES,
@@ -171,6 +171,7 @@ __all__ = [
     "bridge",
     "classify",
     "purify",
+    "distill",
     "TorchdiffeqSolver",
     "FixedStepODESolver",
     "AdaptiveODESolver",

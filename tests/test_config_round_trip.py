@@ -25,6 +25,7 @@ import genflow as gf
 from genflow.registry import registries
 from genflow.testing import GaussianMixture, GaussianMixtureScore
 from tests.data.test_images import fake_cifar, image_root, trust_fake  # noqa: F401  (fixtures)
+from tests.distill.fixtures import TEACHER_MODEL, teacher_run  # noqa: F401  (fixture)
 from tests.reflow.test_cli import pair_shards  # noqa: F401  (fixture)
 
 Kwargs = Callable[[dict[str, Any]], dict[str, Any]]  # fixtures -> constructor arguments
@@ -110,6 +111,15 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"arch": "resnet10t", "num_classes": 5, "in_chans": 3, "image_size": 20, "feature_index": 2,
                        "model_args": {"drop_rate": 0.0, "stem_width": 8}}  # fmt: skip
         ],
+        "batch_ensemble": [
+            lambda f: {"base": gf.classify.CifarResNet(num_classes=4, image_size=6, width=4), "members": 3,
+                       "init": "normal"}  # fmt: skip
+        ],
+    },
+    "perturbation": {
+        "none": [lambda f: {}],
+        "gaussian": [lambda f: {"sigma": 0.2}],
+        **{name: [lambda f: {"step": 0.2, "temperature": 2.0, "norm": "linf"}] for name in ("ods", "confods")},
     },
     "exit policy": {
         "full": [lambda f: {}],
@@ -145,6 +155,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"policy": "full", "cond_field": "label", "freeze_time_embedding": True},
         ],
         "cross_entropy": [lambda f: {"label_smoothing": 0.1, "pad": 2, "flip": True}],
+        "ensemble_distillation": [
+            lambda f: {"teachers": f["teacher_run"], "perturbation": gf.distill.ConfODSPerturbation(step=0.3),
+                       "alpha": 0.5, "temperature": 2.0, "pad": 2}  # fmt: skip
+        ],
         "reflow": [lambda f: {"distill": True}],
         "bridge_matching": [lambda f: {"random_temperature": False}],
         "bridge_distillation": [lambda f: {"random_temperature": True}],
@@ -184,6 +198,7 @@ FIXTURES = {
     ("dataset", "cifar10"): ["trust_fake"],
     ("dataset", "image_folder"): ["image_root"],
     ("dataset", "reflow_pairs"): ["pair_shards"],
+    ("objective", "ensemble_distillation"): ["teacher_run"],
 }
 
 
@@ -250,6 +265,15 @@ def _bridge_outputs(bridge: Any, clone: Any) -> list[torch.Tensor]:
     return [b.eval().predict(x, generator=torch.Generator().manual_seed(5)) for b in (bridge, clone)]
 
 
+def _perturbation_outputs(perturbation: Any) -> list[torch.Tensor]:
+    x = torch.rand((4, 1, 4, 4), generator=torch.Generator().manual_seed(8))
+    draws = perturbation.draw(4, (1, 4, 4), 2, 3, torch.Generator().manual_seed(9), dtype=x.dtype, device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same teachers for original and clone
+        teachers = [gf.classify.CLASSIFIERS.from_config(dict(TEACHER_MODEL)).eval() for _ in range(2)]
+    return [perturbation.perturb(x, teachers, draws)]
+
+
 def _policy_outputs(policy: Any) -> list[torch.Tensor]:
     schedule = policy.schedule(getattr(policy, "num_blocks", 8))
     return [torch.tensor(schedule.depths), torch.tensor(schedule.edges)]
@@ -260,7 +284,7 @@ def _objective_model(objective: gf.Objective, conditional: bool) -> torch.nn.Mod
     name = type(objective).registry_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if name == "cross_entropy":
+        if name in ("cross_entropy", "ensemble_distillation"):
             return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
         if name.startswith("bridge_"):
             bridge = gf.bridge.DiffusionBridgeNetwork(_bridge_member(), widths=[4], embed_dim=8)
@@ -281,7 +305,7 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(6)
     if hasattr(type(objective), "fields"):  # the named-batch Objective API
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
-        if name == "cross_entropy":
+        if name in ("cross_entropy", "ensemble_distillation"):
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
         if "cond" in objective.fields:  # bridge pairs: member logits, ensemble log-probabilities, features
             g_pairs = torch.Generator().manual_seed(9)
@@ -314,6 +338,7 @@ OUTPUTS: dict[str, Callable[..., list[torch.Tensor]]] = {
     "time grid": _grid_outputs,
     "solver": _solver_outputs,
     "objective": _objective_outputs,
+    "perturbation": _perturbation_outputs,
     "dataset": _dataset_outputs,
 }
 

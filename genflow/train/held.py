@@ -44,7 +44,7 @@ from genflow.train.resume import load_weights
 
 __all__ = [
     "HELD_NETWORKS", "HeldNetwork", "HeldNetworkError", "as_held_network", "find_held_networks",
-    "restore_held_weights", "file_sha256",
+    "restore_held_weights", "file_sha256", "build_held_module",
 ]  # fmt: skip
 
 
@@ -61,22 +61,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def step_folder(path: str | os.PathLike[str]) -> Path:
-    """The checkpoint folder ``path`` names: itself, or the newest ``step-*`` of a run folder."""
-    path = Path(path)
-    if path.is_dir() and not (path / "state.json").exists():
-        return latest_checkpoint(path) or path  # load_checkpoint reports a folder without checkpoints
-    return path
-
-
-def build_module(config: dict[str, Any]) -> nn.Module:
-    """Build a held network's module from its config through the registry that knows its name.
+def build_held_module(config: dict[str, Any], where: str) -> nn.Module:
+    """Rebuild a held network's module from its config through the registry that knows its name.
 
     The model family (``MODELS``) first, then any other registry of modules (classifiers, bridges, ...),
     so a frozen classifier or bridge is held like a score model.
 
     Raises:
-        HeldNetworkError: no registry of modules knows the config's name.
+        HeldNetworkError: no registry of networks knows the config's name.
     """
     name = config.get("name") if isinstance(config, dict) else None
     if name in MODELS:
@@ -84,7 +76,15 @@ def build_module(config: dict[str, Any]) -> nn.Module:
     for family, registry in registries().items():
         if family != "held_network" and issubclass(registry.base, nn.Module) and name in registry:
             return registry.from_config(config)
-    raise HeldNetworkError(f"no registry of networks knows the held network's model {name!r}")
+    raise HeldNetworkError(f"{where}: model config names {name!r}, which no registry of networks knows")
+
+
+def step_folder(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder ``path`` names: itself, or the newest ``step-*`` of a run folder."""
+    path = Path(path)
+    if path.is_dir() and not (path / "state.json").exists():
+        return latest_checkpoint(path) or path  # load_checkpoint reports a folder without checkpoints
+    return path
 
 
 class HeldNetwork(Configurable, nn.Module):
@@ -136,7 +136,7 @@ class HeldNetwork(Configurable, nn.Module):
         config = ckpt.state.get("model_config")
         if config is None:
             raise HeldNetworkError(f"{folder} records no model_config; hold the module by value: HeldNetwork(module)")
-        module = build_module(config)
+        module = build_held_module(config, str(folder))
         module.load_state_dict(ckpt.ema if ema and ckpt.ema else ckpt.model)
         held = cls(module)
         held.source = {"source": str(folder.resolve()), "sha256": digest, "ema": bool(ema)}
@@ -153,7 +153,7 @@ class HeldNetwork(Configurable, nn.Module):
             return cls.from_checkpoint(config["source"], ema=config.get("ema", True), sha256=config.get("sha256"))
         if config["config"] is None:
             raise ConfigError("this held network was stored by value without a model config; rebuild it in Python")
-        return cls(build_module(config["config"]))
+        return cls(build_held_module(config["config"], "held_network config"))
 
     def to_config(self) -> dict[str, Any]:
         """The reference (source checkpoint, sha256, ema, model config) or, by value, the model config."""

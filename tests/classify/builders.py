@@ -16,6 +16,8 @@ NON_DEFAULT: dict[str, dict[str, Any]] = {
     "cifar_resnet": {"num_classes": 7, "in_chans": 2, "image_size": 12, "depth": 14, "width": 6},
     "timm": {"arch": "resnet10t", "num_classes": 5, "in_chans": 3, "image_size": 20, "feature_index": 2,
              "model_args": {"drop_rate": 0.0, "stem_width": 8}},
+    "batch_ensemble": {"base": {"name": "cifar_resnet", "num_classes": 7, "in_chans": 2, "image_size": 12, "depth": 8,
+                                "width": 4}, "members": 3, "init": "normal"},
 }  # fmt: skip
 """Registered name -> constructor arguments that differ from every default."""
 
