@@ -20,7 +20,7 @@ from genflow.registry import Registry
 
 def test_names():
     assert isinstance(DATASET_LOADERS, Registry)
-    assert DATASET_LOADERS.names() == ["cifar10", "digits", "digits_corrupted", "image_folder", "toy2d"]
+    assert DATASET_LOADERS.names() == ["cifar10", "digits", "digits_corrupted", "image_folder", "reflow_pairs", "toy2d"]
     assert [n for n in DATASET_LOADERS if DATASET_LOADERS.get(n).takes_generator] == ["toy2d"]
 
 
