@@ -31,8 +31,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genflow.robustness.defence import EOT, check_images, check_labels, gradient_mode, predict_probs, reseed, \
-    supports_gradient_mode  # fmt: skip
+from genflow.robustness.defence import (
+    EOT,
+    check_images,
+    check_labels,
+    gradient_mode,
+    predict_probs,
+    reseed,
+    supports_gradient_mode,
+)
 from genflow.robustness.errors import AttackConfigError
 from genflow.robustness.presets import NORMS, PRESETS, build_attack, preset_settings
 from genflow.robustness.report import RobustnessReport
@@ -188,7 +195,7 @@ def evaluate_robustness(
         for a, attack in enumerate(attacks):
             for k, e in enumerate(eps):
                 advs, start = [], time.perf_counter()
-                for b, (x, y) in enumerate(zip(x_all.split(batch_size), y_all.split(batch_size))):
+                for b, (x, y) in enumerate(zip(x_all.split(batch_size), y_all.split(batch_size), strict=True)):
                     advs.append(attack_batch(
                         attack, defence, x, y, eps=e, norm=norm, classifier=classifier,
                         settings={**per_attack[attack], "n_classes": n_classes}, seed=_seed(seed, a, k, b, rank),

@@ -67,8 +67,10 @@ class RobustnessReport:
         return {
             "clean": self.clean(),
             "epsilons": eps,
-            "attacks": {a: [self.accuracy(a, k) | {"seconds": float(self.points.seconds[i, k])}
-                            for k in range(len(eps))] for i, a in enumerate(self.points.attacks)},  # fmt: skip
+            "attacks": {
+                a: [self.accuracy(a, k) | {"seconds": float(self.points.seconds[i, k])} for k in range(len(eps))]
+                for i, a in enumerate(self.points.attacks)
+            },  # fmt: skip
             "worst_case": [accuracy_summary(w) for w in self.worst_case()],
             "images": int(self.points.index.numel()),
         }
@@ -98,7 +100,8 @@ class RobustnessReport:
             f"Every adversarial example re-evaluated with fresh defence noise: {p['repeats']} repeats of "
             f"{p['draws']} draw(s) (mean softmax); cells are mean ± std over repeats (worst case: right in every "
             "repeat).",
-            "Attacks: " + "; ".join(f"{a} = {PRESETS[a].summary} {p['settings'][a]}" for a in self.points.attacks)
+            "Attacks: "
+            + "; ".join(f"{a} = {PRESETS[a].summary} {p['settings'][a]}" for a in self.points.attacks)
             + ".",
         ]
         if not p.get("gradient_modes", True):

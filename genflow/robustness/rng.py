@@ -54,7 +54,7 @@ class GlobalRNGGuard(nn.Module):
         before = global_rng_state(x.device)
         out = self.defence(x)
         after = global_rng_state(x.device)
-        if any(not torch.equal(a, b) for a, b in zip(before, after)):
+        if any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)):
             raise GlobalRNGDefenceError(
                 f"{type(self.defence).__name__} drew random numbers from the global torch RNG during its forward "
                 "pass; attacks such as APGD, FAB and Square reseed that RNG (torch.manual_seed), which would fix the "

@@ -63,7 +63,8 @@ def merge_shards(parts: list[PointResults]) -> PointResults:
         raise ShardMergeError("merge_shards needs at least one part; got none")
     first = parts[0]
     for i, part in enumerate(parts[1:], 1):
-        if part.attacks != first.attacks or part.epsilons != first.epsilons or part.clean.shape[0] != first.clean.shape[0]:
+        same_repeats = part.clean.shape[0] == first.clean.shape[0]
+        if part.attacks != first.attacks or part.epsilons != first.epsilons or not same_repeats:
             raise ShardMergeError(
                 f"part {i} has attacks {part.attacks}, budgets {part.epsilons}, {part.clean.shape[0]} repeats; "
                 f"part 0 has {first.attacks}, {first.epsilons}, {first.clean.shape[0]}"

@@ -52,7 +52,7 @@ def test_accuracy_non_increasing_in_eps(classifier, digits_test):
     assert means[0] >= means[1] >= means[2]
     assert means[-1] < 10.0  # an undefended MLP falls at 32/255
     worst = [s["mean"] for s in report.summary()["worst_case"]]
-    assert all(a >= b for a, b in zip(worst, worst[1:])) and report.clean()["mean"] >= means[0]
+    assert all(a >= b for a, b in zip(worst, worst[1:], strict=False)) and report.clean()["mean"] >= means[0]
 
 
 @pytest.mark.parametrize("name", ["pgd_eot", "apgd_eot"])
@@ -102,9 +102,8 @@ def test_evaluation_keeps_the_callers_global_rng(defence, digits_test):
 
 def test_evaluation_is_reproducible_and_reevaluates_with_fresh_noise(defence, digits_test):
     x, y = digits_test[0][:16], digits_test[1][:16]
-    run = lambda: evaluate_robustness(defence, x, y, epsilons=[8 / 255], attacks=["pgd_eot"], repeats=3, seed=5,
-                                      settings=TINY)  # noqa: E731  fmt: skip
-    first, second = run(), run()
+    first, second = (evaluate_robustness(defence, x, y, epsilons=[8 / 255], attacks=["pgd_eot"], repeats=3, seed=5,
+                                         settings=TINY) for _ in range(2))  # fmt: skip
     assert torch.equal(first.points.correct, second.points.correct)
     assert first.protocol["reseedable"] and first.protocol["gradient_modes"]
 
