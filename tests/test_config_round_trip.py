@@ -122,6 +122,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"policy": "full", "cond_field": "label"},
         ],
         "cross_entropy": [lambda f: {"label_smoothing": 0.1, "pad": 2, "flip": True}],
+        "pgd_at": [
+            lambda f: {"epsilon": 0.1, "step_size": 0.04, "steps": 2, "norm": "L2", "clean_weight": 0.3, "pad": 2,
+                       "flip": True},  # fmt: skip
+        ],
         "reflow": [lambda f: {"distill": True}],
         "seqrf": [lambda f: {"distill": True}],
     },
@@ -200,7 +204,7 @@ def _objective_model(objective: gf.Objective, conditional: bool) -> torch.nn.Mod
     name = type(objective).registry_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if name == "cross_entropy":
+        if name in ("cross_entropy", "pgd_at"):
             return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
         if conditional or name == "early_exit_dsm":  # a model that takes labels / exits early
             return gf.DiT(image_size=2, patch_size=1, hidden_size=8, depth=2, num_heads=2,
@@ -217,7 +221,7 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(6)
     if hasattr(type(objective), "fields"):  # the named-batch Objective API
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
-        if name == "cross_entropy":
+        if name in ("cross_entropy", "pgd_at"):
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
         if "start" in objective.fields:  # teacher pairs (reflow): segment ends and times
             t_start = 0.5 + 0.5 * torch.rand(len(x), generator=torch.Generator().manual_seed(7))

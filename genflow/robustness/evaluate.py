@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genflow.objectives.adversarial import project
 from genflow.robustness.defence import (
     EOT,
     check_images,
@@ -50,17 +51,6 @@ __all__ = ["evaluate_robustness", "project", "attack_batch", "DEFAULT_ATTACKS"]
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("blind_pgd", "bpda_eot", "pgd_eot", "apgd_eot", "square")
 _EVAL_SEED_OFFSET = 1_000_003  # evaluation seeds are disjoint from the attack seeds
-
-
-def project(adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
-    """``adv`` projected onto the ``norm`` ball of radius ``eps`` around ``x``, intersected with ``[0, 1]``."""
-    delta = adv - x
-    if norm == "Linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        size = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-        delta = delta * (eps / size).clamp(max=1.0).view(-1, *([1] * (x.ndim - 1)))
-    return (x + delta).clamp(0.0, 1.0)
 
 
 def _classifier_of(defence: nn.Module, classifier: nn.Module | None) -> nn.Module:
