@@ -5,5 +5,11 @@ from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.objectives.classification import CrossEntropy
 from genflow.objectives.dsm import DenoisingScoreMatching, FlowMatching
 
-__all__ = ["OBJECTIVES", "Objective", "DenoisingScoreMatching", "FlowMatching", "CrossEntropy",
-           "PGDAdversarialTraining"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "DenoisingScoreMatching",
+    "FlowMatching",
+    "CrossEntropy",
+    "PGDAdversarialTraining",
+]
