@@ -4,17 +4,17 @@ Each :class:`AttackPreset` says what the attacker differentiates (the bare class
 in a given gradient mode), how many defence draws it averages (:class:`~genflow.robustness.defence.EOT`)
 and which torchattacks attack it runs, with the published settings as defaults:
 
-============== ============================================================= =======================
-preset         attack                                                        gradient
-============== ============================================================= =======================
-blind_pgd      PGD, 40 steps, step eps/4, on the classifier alone            none through defence
-bpda_eot       PGD, 40 steps, step eps/4, EOT over 15 draws                  BPDA (weak, labelled)
-pgd_eot        PGD, 40 steps, step eps/4, EOT over 15 draws                  full
-apgd_eot       APGD-CE, 100 steps (torchattacks defaults to 10), EOT 15      full
-autoattack     APGD-CE, APGD-T, FAB-T (100 steps each), Square (5000 q.)     full
-autoattack_rand APGD-CE and APGD-DLR, 100 steps, 20 EOT samples each         full
-square         Square, 5000 queries (gradient-free)                          none
-============== ============================================================= =======================
+* ``blind_pgd``: PGD (40 steps of eps/4) on the bare classifier, evaluated through the defence
+  (preprocessor-blind transfer; weak).
+* ``bpda_eot``: PGD (40 steps of eps/4), BPDA gradient (identity through the purifier), EOT over 15
+  draws (ADP's own protocol; weak).
+* ``pgd_eot``: PGD (40 steps of eps/4), full gradient, EOT over 15 draws.
+* ``apgd_eot``: APGD-CE with 100 iterations (torchattacks defaults to 10), full gradient, EOT over 15
+  draws, returning the highest-loss iterate for every image.
+* ``autoattack``: AutoAttack standard (APGD-CE, APGD-T, FAB-T with 100 iterations, Square with 5000
+  queries), full gradient.
+* ``autoattack_rand``: AutoAttack rand (APGD-CE and APGD-DLR, 100 iterations, 20 EOT samples each).
+* ``square``: Square (5000 queries, gradient-free), returning the lowest-margin iterate.
 
 References:
     Madry et al. 2018 (PGD); Athalye, Carlini, Wagner 2018 (BPDA, EOT); Croce and Hein 2020,
