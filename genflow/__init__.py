@@ -3,7 +3,7 @@
 One ODE/SDE layer (processes, solvers, samplers) under five published methods.
 """
 
-from genflow import classify, data, errors, metrics, objectives, train
+from genflow import classify, data, errors, metrics, objectives, purify, train
 from genflow.data import load_dataset, load_digits_split, toy2d
 from genflow.exit import (
     EXIT_POLICIES,
@@ -169,6 +169,7 @@ __all__ = [
     "SegmentEuler",
     "SegmentHeun",
     "classify",
+    "purify",
     "TorchdiffeqSolver",
     "FixedStepODESolver",
     "AdaptiveODESolver",

@@ -73,24 +73,34 @@ def _section(name: str, source: str, make: Callable[[], Any]) -> Any:
         raise ConfigError(f"{source}: section {name!r}: {err}") from None
 
 
-def _objective(config: dict[str, Any], process: GaussianProcess, process_config: dict[str, Any]) -> Objective:
+def _on_process(kind: str, registry: Any, config: dict[str, Any], process: GaussianProcess,
+                process_config: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> Any:  # fmt: skip
+    """Build a component that declares a ``process`` argument on the recipe's process (given, it must agree)."""
     config = dict(config)
-    if OBJECTIVES.get(config["name"]).config_components.get("process") == "process" and "process" not in config:
-        config["process"] = process_config  # the objective declares it trains on a process: the recipe's
-    objective = OBJECTIVES.from_config(config)
-    own = getattr(objective, "process", None)
+    if registry.get(config["name"]).config_components.get("process") == "process" and "process" not in config:
+        config["process"] = process_config  # the component declares it works on a process: the recipe's
+    component = build(config)
+    own = getattr(component, "process", None)
     if isinstance(own, GaussianProcess) and own.to_config() != process.to_config():
         raise ConfigError(
-            f"objective {config['name']!r} trains on the process {own.to_config()} but the recipe's process is "
+            f"{kind} {config['name']!r} works on the process {own.to_config()} but the recipe's process is "
             f"{process.to_config()}; make them agree"
         )
-    return objective
+    return component
+
+
+def _objective(config: dict[str, Any], process: GaussianProcess, process_config: dict[str, Any]) -> Objective:
+    return _on_process("objective", OBJECTIVES, config, process, process_config, OBJECTIVES.from_config)
 
 
 def _seeded_model(config: dict[str, Any], seed: int) -> ScoreModel:
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.random.default_generator.manual_seed(seed)  # CPU only: models are built on the CPU
         return MODELS.from_config(config)
+
+
+def _model(config: dict[str, Any], process: GaussianProcess, process_config: dict[str, Any], seed: int) -> ScoreModel:
+    return _on_process("model", MODELS, config, process, process_config, lambda c: _seeded_model(c, seed))
 
 
 def _dataset(data: dict[str, Any], seed: int) -> Any:
@@ -121,7 +131,7 @@ def build(recipe: Recipe) -> Components:
     return Components(
         dataset=_section("data", source, lambda: _dataset(config["data"], seed)),
         process=process,
-        model=_section("model", source, lambda: _seeded_model(config["model"], seed)),
+        model=_section("model", source, lambda: _model(config["model"], process, config["process"], seed)),
         objective=_section("objective", source, lambda: _objective(config["objective"], process, config["process"])),
     )
 

@@ -81,6 +81,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         },
         "mlp": [lambda f: {"dim": 3, "hidden_size": 16, "depth": 2, "parameterization": "x0"}],
         "energy_mlp": [lambda f: {"event_shape": [3], "hidden_size": 16, "depth": 3, "parameterization": "eps"}],
+        "ncsn": [lambda f: {"event_shape": [2, 4, 4], "process": gf.VEProcess(0.02, 3.0), "hidden_size": 8,
+                            "depth": 2}],  # fmt: skip
+        "energy_conv": [lambda f: {"event_shape": [2, 4, 4], "process": gf.VEProcess(0.02, 3.0), "hidden_size": 8,
+                                   "depth": 2}],  # fmt: skip
         "gaussian_mixture_score": [
             lambda f: {"mixture": _mixture(), "process": gf.VEProcess(0.02, 20.0), "parameterization": "x0"}
         ],
@@ -114,6 +118,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "min_snr", "min_snr_gamma": 3.0,
                        "t_min": 0.05, "t_max": 0.9},  # fmt: skip
             lambda f: {"cond_field": "label"},  # class-conditional DSM (named batches)
+            lambda f: {"process": gf.VEProcess(0.02, 20.0), "weighting": "sigma2"},
         ],
         "flow_matching": [lambda f: {}, lambda f: {"cond_field": "label"}],
         "early_exit_dsm": [
@@ -129,6 +134,7 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "reflow": [lambda f: {"distill": True}],
         "seqrf": [lambda f: {"distill": True}],
     },
+    "purifier": {},
     "dataset": {
         "digits": [lambda f: {"split": "val", "size": 16, "value_range": "classification", "seed": 1}],
         "digits_corrupted": [
@@ -194,6 +200,13 @@ def _held_outputs(held: Any, clone: Any) -> list[torch.Tensor]:
     return [h(x, t) for h in (held, clone)]
 
 
+def _purifier_outputs(purifier: Any, clone: Any) -> list[torch.Tensor]:
+    clone.load_state_dict(purifier.state_dict())  # the model's weights are not part of the config
+    shape = purifier.image_shape or (1, 4, 4)
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(4))
+    return [p.eval().purify(x, torch.Generator().manual_seed(5)) for p in (purifier, clone)]
+
+
 def _policy_outputs(policy: Any) -> list[torch.Tensor]:
     schedule = policy.schedule(getattr(policy, "num_blocks", 8))
     return [torch.tensor(schedule.depths), torch.tensor(schedule.edges)]
@@ -255,6 +268,7 @@ PAIRED: dict[str, Callable[[Any, Any], list[torch.Tensor]]] = {
     "model": _model_outputs,
     "classifier": _classifier_outputs,
     "held_network": _held_outputs,
+    "purifier": _purifier_outputs,
 }
 """Families whose weights are not in the config: the clone takes the original's weights, then both run."""
 

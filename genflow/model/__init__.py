@@ -5,6 +5,7 @@ from genflow.model.dit import DiT
 from genflow.model.energy import EnergyScoreModel, MLPEnergy, MLPEnergyScoreModel
 from genflow.model.flops import BlockFlops, count_flops
 from genflow.model.mlp import MLPScoreNet
+from genflow.model.ncsn import ConvEnergy, ConvEnergyScoreModel, ConvTrunk, NoiseConditionalScoreNet
 from genflow.model.uvit import UViT
 
 __all__ = [
@@ -16,6 +17,10 @@ __all__ = [
     "EnergyScoreModel",
     "MLPEnergy",
     "MLPEnergyScoreModel",
+    "ConvTrunk",
+    "NoiseConditionalScoreNet",
+    "ConvEnergy",
+    "ConvEnergyScoreModel",
     "BlockFlops",
     "count_flops",
 ]

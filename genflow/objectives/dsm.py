@@ -9,7 +9,9 @@ this is flow matching (target ``eps - x0``).
 References:
     Vincent 2011, "A Connection Between Score Matching and Denoising Autoencoders";
     Ho et al. 2020, eq. (14); Song et al. 2021, eq. (7);
-    Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting", eq. (6).
+    Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting", eq. (6);
+    Song & Ermon 2019, "Generative Modeling by Estimating Gradients of the Data Distribution",
+    eq. (6) (``lambda(sigma) = sigma^2`` on the score-space error).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from genflow.validation import check_instance, check_time_range, times_validated
 
 __all__ = ["DenoisingScoreMatching", "FlowMatching"]
 
-WEIGHTINGS = ("none", "min_snr")
+WEIGHTINGS = ("none", "min_snr", "sigma2")
 
 
 @OBJECTIVES.register("dsm")
@@ -41,7 +43,10 @@ class DenoisingScoreMatching(Objective):
         process: The Gaussian process (or its config dict / registered name).
         weighting: ``none`` (plain MSE in the model's parameterisation) or
             ``min_snr`` (Min-SNR-gamma: the loss expressed in eps-space is weighted
-            by ``min(SNR, gamma) / SNR``).
+            by ``min(SNR, gamma) / SNR``) or ``sigma2`` (the loss expressed in score space weighted
+            by ``sigma(t)^2``, Song & Ermon 2019: every noise level contributes O(1); the weighting a
+            score-parameterised VE model needs, whose plain score error grows like ``1 / sigma^2``;
+            for an eps model it equals ``none``).
         min_snr_gamma: ``gamma`` of ``min_snr``.
         t_min / t_max: Training times are uniform on ``[t_min, t_max]``; default the process's.
         cond_field: The batch field passed to the model as ``cond`` (class-conditional training,
@@ -104,6 +109,8 @@ class DenoisingScoreMatching(Objective):
             per_example = (pred - target).pow(2).flatten(1).mean(1)
             if self.weighting == "min_snr":
                 per_example = per_example * self._min_snr_weight(kind, xt, t)
+            elif self.weighting == "sigma2":
+                per_example = per_example * self._sigma2_weight(kind, xt, t)
         return per_example.mean()
 
     def _min_snr_weight(self, kind: str, xt: Tensor, t: Tensor) -> Tensor:
@@ -113,6 +120,13 @@ class DenoisingScoreMatching(Objective):
         scale = self.process.convert(ones, kind, "eps", torch.zeros_like(xt), t).flatten(1)[:, 0].abs()
         snr = torch.exp(2.0 * self.process.log_snr(t))
         return scale**2 * torch.clamp(snr, max=self.min_snr_gamma) / snr
+
+    def _sigma2_weight(self, kind: str, xt: Tensor, t: Tensor) -> Tensor:
+        # an error e in `kind` is a score-space error of size |d score / d kind| e; weight it by sigma^2
+        t = t.clamp(1e-5, 1.0 - 1e-5)  # the weight's limits at sigma = 0 or alpha = 0, without inf * 0
+        ones = torch.ones_like(xt)
+        scale = self.process.convert(ones, kind, "score", torch.zeros_like(xt), t).flatten(1)[:, 0].abs()
+        return (scale * self.process.sigma(t)) ** 2
 
     def to_config(self) -> dict[str, Any]:
         config = super().to_config()
