@@ -4,8 +4,9 @@ Accuracies come from re-evaluating every adversarial example with fresh defence 
 repeats, each the defence's mean softmax over ``S`` draws. A cell reads ``mean +- std (worst)``:
 the mean and standard deviation over the repeats of the accuracy, and the fraction of images the
 defence got right in *every* repeat. The **worst case** row takes, for each image and repeat, the
-minimum over every attack and over every budget up to the column's (an adversarial example within a
-smaller budget is also within the larger one), so it never increases with the budget.
+minimum over the clean image and every attack at every budget up to the column's (the clean image and
+an adversarial example within a smaller budget are also within the larger one), so it never exceeds the
+clean accuracy and never increases with the budget.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class RobustnessReport:
     protocol: dict[str, Any]
 
     def worst_case(self) -> Tensor:
-        """``(K, R, n)``: right under every attack at every budget up to ``k`` (per image and repeat)."""
-        per_budget = self.points.correct.all(0)  # (K, R, n)
+        """``(K, R, n)``: right on the clean image and under every attack at every budget up to ``k``."""
+        per_budget = self.points.correct.all(0) & self.points.clean  # (K, R, n)
         return torch.cummin(per_budget.to(torch.uint8), dim=0).values.bool()
 
     def clean(self) -> dict[str, float]:

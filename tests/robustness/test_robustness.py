@@ -14,6 +14,7 @@ from genflow.robustness import (
     ImageRangeError,
     ImageShapeError,
     PointResults,
+    RobustnessReport,
     ShardMergeError,
     attack_batch,
     evaluate_robustness,
@@ -52,7 +53,7 @@ def test_accuracy_non_increasing_in_eps(classifier, digits_test):
     assert means[0] >= means[1] >= means[2]
     assert means[-1] < 10.0  # an undefended MLP falls at 32/255
     worst = [s["mean"] for s in report.summary()["worst_case"]]
-    assert all(a >= b for a, b in zip(worst, worst[1:], strict=False)) and report.clean()["mean"] >= means[0]
+    assert all(a >= b for a, b in zip(worst, worst[1:], strict=False)) and report.clean()["mean"] >= worst[0]
 
 
 @pytest.mark.parametrize("name", ["pgd_eot", "apgd_eot"])
@@ -197,3 +198,13 @@ def test_bad_settings_raise_attack_config_error(kwargs, defence, digits_test):
     args = {"epsilons": [8 / 255], "attacks": ["pgd_eot"], **kwargs}
     with pytest.raises(AttackConfigError):
         evaluate_robustness(defence, digits_test[0][:4], digits_test[1][:4], **args)
+
+
+def test_worst_case_is_the_per_point_minimum_over_clean_attacks_and_smaller_budgets():
+    points = _points(40, seed=3)
+    worst = RobustnessReport(points, {}).worst_case()
+    for k in range(3):
+        expected = points.clean.clone()
+        for j in range(k + 1):
+            expected &= points.correct[:, j].all(0)
+        assert torch.equal(worst[k], expected)
