@@ -29,6 +29,10 @@ from tests.data.test_images import fake_cifar, image_root, trust_fake  # noqa: F
 Kwargs = Callable[[dict[str, Any]], dict[str, Any]]  # fixtures -> constructor arguments
 
 
+def _tiny_ncsn() -> gf.ScoreModel:
+    return gf.model.NoiseConditionalScoreNet([1, 4, 4], gf.VEProcess(0.02, 3.0), hidden_size=8, depth=1)
+
+
 def _mixture() -> GaussianMixture:
     return GaussianMixture.isotropic([0.3, 0.7], torch.tensor([[1.0, -0.5], [-1.0, 0.5]]), [0.4, 0.6])
 
@@ -134,7 +138,20 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
         "reflow": [lambda f: {"distill": True}],
         "seqrf": [lambda f: {"distill": True}],
     },
-    "purifier": {},
+    "purifier": {
+        "score": [
+            lambda f: {"model": _tiny_ncsn(), "process": gf.VEProcess(0.02, 3.0), "sigma_inj": 0.2, "score_sigma": 0.3,
+                       "max_steps": 4, "delta": 2e-3, "step_scale": 0.5, "min_step": 1e-4, "max_step": 0.2,
+                       "stop_step": 1e-2, "surrogate_steps": 3, "value_range": "generation", "checkpoint": True,
+                       "gradient_mode": "surrogate"},  # fmt: skip
+        ],
+        "diffusion": [
+            lambda f: {"model": _tiny_ncsn(), "process": gf.VEProcess(0.02, 3.0), "solver": gf.SOLVERS.create("heun"),
+                       "t_star": 0.4, "steps": 3, "surrogate_steps": 2, "t_end": 0.05, "grid": "uniform",
+                       "denoise_final": False, "value_range": "generation", "checkpoint": True,
+                       "gradient_mode": "surrogate"},  # fmt: skip
+        ],
+    },
     "dataset": {
         "digits": [lambda f: {"split": "val", "size": 16, "value_range": "classification", "seed": 1}],
         "digits_corrupted": [

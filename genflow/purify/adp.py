@@ -87,7 +87,8 @@ class ScorePurifier(ModelPurifier):
     ) -> None:
         super().__init__(model, process, value_range, gradient_mode)
         self.sigma_inj = float(_positive("sigma_inj", sigma_inj, zero=True))
-        self.score_sigma = float(_positive("score_sigma", self.sigma_inj if score_sigma is None else score_sigma))
+        name = "score_sigma" if score_sigma is not None else "score_sigma (default: sigma_inj)"
+        self.score_sigma = float(_positive(name, self.sigma_inj if score_sigma is None else score_sigma))
         self.max_steps = int(_positive("max_steps", max_steps, integer=True, zero=True))
         self.surrogate_steps = int(_positive("surrogate_steps", surrogate_steps, integer=True, zero=True))
         self.delta = float(_positive("delta", delta))

@@ -162,6 +162,11 @@ class Purifier(Configurable, nn.Module, ABC):
     def gradient_mode(self, mode: str) -> None:
         self._gradient_mode = check_gradient_mode(mode)
 
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        config["gradient_mode"] = self._gradient_mode  # the current mode, also when set after construction
+        return config
+
     @property
     def image_shape(self) -> tuple[int, ...] | None:
         """``(C, H, W)`` this purifier's model takes, or None when any image size works."""
@@ -189,7 +194,7 @@ class Purifier(Configurable, nn.Module, ABC):
         if self._gradient_mode == "bpda":
             with torch.no_grad():
                 out, evaluations = self._purify(x.detach(), generator, surrogate=False)
-            out = x + (out - x).detach()  # forward: the purified image; backward: the identity
+            out = out + (x - x.detach())  # forward: exactly the purified image; backward: the identity
         else:
             out, evaluations = self._purify(x, generator, surrogate=self._gradient_mode == "surrogate")
         self.last_cost = PurifyCost(int(x.shape[0]), int(evaluations), time.perf_counter() - start)
