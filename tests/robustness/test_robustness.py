@@ -208,3 +208,22 @@ def test_worst_case_is_the_per_point_minimum_over_clean_attacks_and_smaller_budg
         for j in range(k + 1):
             expected &= points.correct[:, j].all(0)
         assert torch.equal(worst[k], expected)
+
+
+@pytest.mark.slow
+def test_torchrun_shards_images_and_merges_them(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("_torchrun_script.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.json")], check=True, env=env, timeout=300)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    subprocess.run([*launcher, str(script), str(tmp_path / "two.json")], check=True, env=env, timeout=300)
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["ranks"] == 1 and two["ranks"] == 2
+    assert two["index"] == list(range(10)) and two["labels"] == one["labels"] and two["clean"] == one["clean"]
+    assert two["correct_shape"] == one["correct_shape"] == [1, 1, 1, 10]
