@@ -235,7 +235,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="test images, a multiple of 10 (default 20)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--draws", type=int, default=1, help="defence draws per re-evaluation")
-    parser.add_argument("--defences", default=",".join(DEFENCES), help="comma-separated subset to (re)measure")
+    parser.add_argument(
+        "--defences",
+        default=",".join(DEFENCES),
+        help="comma-separated subset to (re)measure ('' only rewrites the report from cached results)",
+    )
     parser.add_argument("--runs", default="runs/bench_purification", help="trained models and cached results")
     args = parser.parse_args()
     args.scale = args.scale or ("quick" if args.quick else "bench")
@@ -246,7 +250,7 @@ def main() -> None:
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     print("training / loading the models", flush=True)
     defences = build_defences(runs, args.scale)
-    for name in args.defences.split(","):
+    for name in [n for n in args.defences.split(",") if n]:  # --defences '': rebuild the report from the cache
         print(f"measuring {LABELS[name]}", flush=True)
         result = measure(name, *defences[name], args)
         write_text_atomic(runs / f"result_{name}_{args.attack_scale}_{args.images}.json", json.dumps(result))
