@@ -110,7 +110,7 @@ def main() -> None:
     if args.quick:
         x, y = x[:64], y[:64]
 
-    models, level_rows, curves = {}, [], {}
+    models, level_rows, curves, provenance = {}, [], {}, []
     for kind in ("ncsn", "ebm"):
         run, process, model = get_model(kind, getattr(args, kind), work, args.quick)
         models[kind] = (process, model)
@@ -121,6 +121,9 @@ def main() -> None:
                 level_rows.append([RECIPES[kind], label, weighting, *(f"{v:.3g}" for v in losses)])
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         curves[RECIPES[kind]] = [(r["step"], r["loss"]) for r in records if "loss" in r]
+        step, loss = curves[RECIPES[kind]][-1]
+        name = RECIPES[kind]
+        provenance.append(f"- `{name}`: {step} steps (`genflow train {name}`), last logged loss {loss:.3f}")
 
     if args.classifier is None:
         overrides = ["trainer.steps=30"] if args.quick else []
@@ -155,11 +158,16 @@ def main() -> None:
         "Made by `benchmarks/purification_models.py` (see [Purification](../purification.md)). "
         f"{len(x)} test digits, pixels in [0, 1]; total run time {seconds:.0f} s.",
         "",
+        "Models:",
+        "",
+        *provenance,
+        "",
         "## Per-level DSM loss",
         "",
         "The loss with every test image at one noise level (fixed noise draws). `sigma2` is the training "
-        "objective (the score error weighted by sigma^2: O(1) at every level); `none` is the plain score "
-        "error, which grows like 1 / sigma^2 and would let the smallest level dominate training.",
+        "objective (the score error weighted by sigma^2): about 1 at every level before training and at most "
+        "O(1) after it, lowest where denoising is easy (large sigma). `none` is the plain score error, which "
+        "grows like 1 / sigma^2 and would let the smallest level dominate training.",
         "",
         *table(level_header, level_rows),
         "",

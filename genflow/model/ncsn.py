@@ -13,7 +13,7 @@ the process's noise level, so their outputs have the scale of the score
 
 Both declare the ``score`` parameterisation: train them with
 :class:`~genflow.objectives.dsm.DenoisingScoreMatching` and ``weighting="sigma2"``
-(the ``sigma^2``-weighted score loss is ``|| F - eps ||^2``, O(1) at every noise level).
+(the ``sigma^2``-weighted score loss is ``|| F - eps ||^2``, at most O(1) at every noise level).
 
 References:
     Song & Ermon 2019, "Generative Modeling by Estimating Gradients of the Data Distribution" (NCSN, eq. 6);
