@@ -193,6 +193,8 @@ def _evaluate_classifier(args: argparse.Namespace) -> int:
 
     if args.solvers:
         raise ConfigError(f"{args.checkpoint} is a classifier run: it samples nothing, so --solvers does not apply")
+    if args.robustness:
+        return _evaluate_robustness(args)
     report_dir = Path(args.report_dir) if args.report_dir else Path(args.checkpoint) / "eval"
     check_writable_folder(report_dir, "--report-dir")
     if args.out:
@@ -229,6 +231,30 @@ def _evaluate_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_robustness(args: argparse.Namespace) -> int:
+    from genflow.io import write_text_atomic
+    from genflow.outputs import check_writable_folder
+    from genflow.robustness.run import evaluate_run_robustness, parse_budgets
+
+    report_dir = Path(args.report_dir) if args.report_dir else Path(args.checkpoint) / "robustness"
+    check_writable_folder(report_dir, "--report-dir")
+    if args.out:
+        check_writable_file(args.out, "--out")
+    attacks = [a.strip() for a in args.attacks.split(",")]
+    settings = _json_argument(args.attack_settings, "--attack-settings", dict)
+    report = evaluate_run_robustness(
+        args.checkpoint, epsilons=parse_budgets(args.epsilons), norm=args.norm, attacks=attacks,
+        images=args.images, repeats=args.repeats, draws=args.draws, settings=settings, seed=args.seed,
+        out_dir=report_dir,
+    )  # fmt: skip
+    print(report.markdown())
+    print(f"report written to {report_dir}")
+    if args.out:
+        write_text_atomic(args.out, json.dumps({"protocol": report.protocol, **report.summary()}, indent=1))
+        print(f"results written to {args.out}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -244,6 +270,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if is_bridge_run(args.checkpoint):
         return _evaluate_bridge(args)
+
+    if args.robustness:
+        raise ConfigError(f"--robustness attacks a classifier or ensemble run; {args.checkpoint} is not one")
     check_fd_sample_count(args.n, "--n")
     if args.solvers:
         solvers = _json_argument(args.solvers, "--solvers", list)
@@ -377,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--report-dir", default=None, help="classifier runs: folder for metrics.md, metrics.json and "
                     "the reliability diagrams (default RUN/eval)")  # fmt: skip
     ev.add_argument("--exit", default=None, metavar="POLICY[:ARGS]", help=EXIT_HELP)
+    rob = ev.add_argument_group("robustness (classifier runs; genflow.robustness, see docs/robustness.md)")
+    rob.add_argument("--robustness", action="store_true", help="attack the classifier or ensemble run with "
+                     "torchattacks presets and report clean and robust accuracy (a table, robustness.json and an "
+                     "accuracy-vs-budget plot in --report-dir, default RUN/robustness)")  # fmt: skip
+    rob.add_argument("--attacks", default="blind_pgd,pgd_eot,apgd_eot,square",
+                     help="comma-separated presets (blind_pgd, bpda_eot, pgd_eot, apgd_eot, autoattack, "
+                     "autoattack_rand, square); default blind_pgd,pgd_eot,apgd_eot,square")  # fmt: skip
+    rob.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
+    rob.add_argument("--epsilons", default="8/255,16/255,32/255", help="comma-separated budgets, fractions allowed "
+                     "(default 8/255,16/255,32/255)")  # fmt: skip
+    rob.add_argument("--images", type=int, default=100, help="balanced digits test images (multiple of 10)")
+    rob.add_argument("--repeats", type=int, default=1, help="re-evaluations with fresh defence noise (default 1)")
+    rob.add_argument("--draws", type=int, default=1, help="defence draws averaged per re-evaluation (default 1)")
+    rob.add_argument("--attack-settings", default="{}", help='per-preset overrides as JSON, e.g. '
+                     '\'{"apgd_eot": {"steps": 20}, "*": {"eot_draws": 4}}\'')  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
     from genflow.reflow.command import add_reflow_parser

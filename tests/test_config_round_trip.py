@@ -159,6 +159,10 @@ CASES: dict[str, dict[str, list[Kwargs]]] = {
             lambda f: {"teachers": f["teacher_run"], "perturbation": gf.distill.ConfODSPerturbation(step=0.3),
                        "alpha": 0.5, "temperature": 2.0, "pad": 2}  # fmt: skip
         ],
+        "pgd_at": [
+            lambda f: {"epsilon": 0.1, "step_size": 0.04, "steps": 2, "norm": "L2", "clean_weight": 0.3, "pad": 2,
+                       "flip": True},  # fmt: skip
+        ],
         "reflow": [lambda f: {"distill": True}],
         "bridge_matching": [lambda f: {"random_temperature": False}],
         "bridge_distillation": [lambda f: {"random_temperature": True}],
@@ -284,7 +288,7 @@ def _objective_model(objective: gf.Objective, conditional: bool) -> torch.nn.Mod
     name = type(objective).registry_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if name in ("cross_entropy", "ensemble_distillation"):
+        if name in ("cross_entropy", "ensemble_distillation", "pgd_at"):
             return gf.classify.CifarResNet(num_classes=3, in_chans=1, image_size=4, depth=8, width=4)
         if name.startswith("bridge_"):
             bridge = gf.bridge.DiffusionBridgeNetwork(_bridge_member(), widths=[4], embed_dim=8)
@@ -305,7 +309,7 @@ def _objective_outputs(objective: gf.Objective) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(6)
     if hasattr(type(objective), "fields"):  # the named-batch Objective API
         batch = {"x": x, "label": torch.arange(len(x)) % 3}
-        if name in ("cross_entropy", "ensemble_distillation"):
+        if name in ("cross_entropy", "ensemble_distillation", "pgd_at"):
             batch["x"] = torch.rand((len(x), 1, 4, 4), generator=torch.Generator().manual_seed(5))
         if "cond" in objective.fields:  # bridge pairs: member logits, ensemble log-probabilities, features
             g_pairs = torch.Generator().manual_seed(9)

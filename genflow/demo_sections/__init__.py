@@ -16,4 +16,4 @@ from genflow.demo_sections.context import DemoContext
 __all__ = ["SECTIONS", "DemoContext"]
 
 # One entry a method, in the order the report shows them.
-SECTIONS: tuple[str, ...] = ("early_exit", "reflow", "bridge", "distillation")
+SECTIONS: tuple[str, ...] = ("early_exit", "reflow", "bridge", "distillation", "purification")
