@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a small DiT on the bundled digits, sample it with four solvers, write a report",
         description="Train a DiT with denoising score matching on scikit-learn's 8x8 digits, sample it with DDPM, "
         "DDIM, DPM-Solver++ and dopri5, measure digits FD, and write OUT/report.md with a sample grid "
-        "(about 3 minutes on 2 CPU cores; --quick under a minute).",
+        "and one report section a method: early exit, reflow, bridges, distillation, purification "
+        "(about 4.5 minutes on 2 idle CPU cores; --quick under a minute).",
     )
     demo.add_argument("--quick", action="store_true", help="600 training steps instead of 4000 (the recipe has 12000)")
     demo.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default 0)")

@@ -4,7 +4,8 @@ It trains a small DiT with denoising score matching on scikit-learn's bundled
 8x8 digits, samples it with DDPM, DDIM, DPM-Solver++ and an adaptive ODE solver,
 measures digits FD against the real test split (next to the real-vs-real floor)
 and writes ``OUT/report.md`` with a sample grid. It also re-checks the samplers on
-an analytic Gaussian mixture whose score is exact.
+an analytic Gaussian mixture whose score is exact, then runs one section a method
+(:mod:`genflow.demo_sections`; ``--sections`` chooses them).
 """
 
 from __future__ import annotations
