@@ -30,10 +30,10 @@ from genflow.classify.loading import ClassifierCheckpointError, member_dirs
 from genflow.config import build_component
 from genflow.distill.base import DistillationError, Perturbation
 from genflow.distill.batch_ensemble import BatchEnsemble
-from genflow.errors import ConfigError, ShapeError
+from genflow.errors import ConfigError
 from genflow.metrics.calibration import check_labels
 from genflow.objectives.base import OBJECTIVES, Objective
-from genflow.objectives.classification import random_crop
+from genflow.objectives.classification import crop_offsets, image_label_batch, random_crop
 from genflow.random import require_generator
 from genflow.train.held import HeldNetwork, as_held_network
 from genflow.validation import check_instance
@@ -141,20 +141,13 @@ class EnsembleDistillation(Objective):
     ) -> dict[str, Tensor]:  # fmt: skip
         """Crop ``offsets`` ``(n, 2)`` and the perturbation's draws (keys prefixed ``perturbation.``)."""
         generator = require_generator(generator, f"{type(self).__name__}.draw")
-        offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=generator, device=generator.device)
+        offsets = crop_offsets(n, self.pad, generator, device)
         inner = self.perturbation.draw(n, tuple(shapes["x"]), len(self.teachers), self.num_classes, generator,
                                        dtype=dtype, device=device)  # fmt: skip
-        return {"offsets": offsets.to(device), **{PERTURBATION_PREFIX + k: v for k, v in inner.items()}}
+        return {"offsets": offsets, **{PERTURBATION_PREFIX + k: v for k, v in inner.items()}}
 
     def _batch(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        missing = [f for f in self.fields if f not in batch]
-        if missing:
-            raise ShapeError(f"ensemble_distillation needs batch fields {self.fields}; missing {missing}")
-        x, labels = batch["x"], batch["label"]
-        if x.ndim != 4 or labels.shape != x.shape[:1]:
-            raise ShapeError(f"ensemble_distillation expects x (n, C, H, W) and label (n,); got {tuple(x.shape)} "
-                             f"and {tuple(labels.shape)}")  # fmt: skip
-        return x, labels
+        return image_label_batch(batch, self.fields, "ensemble_distillation")
 
     def _student(self, model: nn.Module) -> tuple[bool, int]:
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

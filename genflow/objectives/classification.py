@@ -28,7 +28,28 @@ from genflow.metrics.calibration import check_labels
 from genflow.objectives.base import OBJECTIVES, Objective
 from genflow.random import require_generator
 
-__all__ = ["CrossEntropy", "random_crop"]
+__all__ = ["CrossEntropy", "crop_offsets", "image_label_batch", "random_crop"]
+
+
+def crop_offsets(n: int, pad: int, generator: torch.Generator, device: Any) -> Tensor:
+    """``(n, 2)`` crop offsets uniform in ``[0, 2 pad]``, drawn from ``generator`` and moved to ``device``."""
+    return torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=generator.device).to(device)
+
+
+def image_label_batch(batch: Mapping[str, Tensor], fields: tuple[str, ...], name: str) -> tuple[Tensor, Tensor]:
+    """The ``x`` ``(n, C, H, W)`` and ``label`` ``(n,)`` fields of a classification batch.
+
+    Raises:
+        ShapeError: a field of ``fields`` missing, or ``x`` / ``label`` of the wrong shape (``name`` in the message).
+    """
+    missing = [f for f in fields if f not in batch]
+    if missing:
+        raise ShapeError(f"{name} needs batch fields {fields}; missing {missing} in {tuple(batch)}")
+    x, labels = batch["x"], batch["label"]
+    if x.ndim != 4 or labels.shape != x.shape[:1]:
+        raise ShapeError(f"{name} expects x (n, C, H, W) and label (n,); got {tuple(x.shape)} and "
+                         f"{tuple(labels.shape)}")  # fmt: skip
+    return x, labels
 
 
 def random_crop(x: Tensor, offsets: Tensor, pad: int, flips: Tensor | None = None) -> Tensor:
@@ -87,21 +108,13 @@ class CrossEntropy(Objective):
     ) -> dict[str, Tensor]:  # fmt: skip
         """Crop offsets ``(n, 2)`` in ``[0, 2 pad]`` (and flips ``(n,)`` when ``flip``) from ``generator``."""
         generator = require_generator(generator, f"{type(self).__name__}.draw")
-        offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=generator, device=generator.device)
-        draws = {"offsets": offsets.to(device)}
+        draws = {"offsets": crop_offsets(n, self.pad, generator, device)}
         if self.flip:
             draws["flips"] = (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(device)
         return draws
 
     def _batch(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        missing = [f for f in self.fields if f not in batch]
-        if missing:
-            raise ShapeError(f"cross_entropy needs batch fields {self.fields}; missing {missing} in {tuple(batch)}")
-        x, labels = batch["x"], batch["label"]
-        if x.ndim != 4 or labels.shape != x.shape[:1]:
-            raise ShapeError(f"cross_entropy expects x (n, C, H, W) and label (n,); got {tuple(x.shape)} and "
-                             f"{tuple(labels.shape)}")  # fmt: skip
-        return x, labels
+        return image_label_batch(batch, self.fields, "cross_entropy")
 
     @staticmethod
     def _logits(model: torch.nn.Module, x: Tensor, labels: Tensor) -> Tensor:
