@@ -170,7 +170,7 @@ class ODSPerturbation(Perturbation):
 
 
 @PERTURBATIONS.register("confods")
-class ConfODSPerturbation(Perturbation):
+class ConfODSPerturbation(ODSPerturbation):
     """ODS with the step scaled by the teacher's confidence: ``x' = clip(x + eta c d, 0, 1)``.
 
     Args:
@@ -179,16 +179,8 @@ class ConfODSPerturbation(Perturbation):
         norm: ``"l2"`` or ``"linf"``.
 
     Raises:
-        ConfigError: as :class:`ODSPerturbation`.
+        ConfigError: as :class:`ODSPerturbation` (whose constructor and draws it shares).
     """
-
-    def __init__(self, step: float = 2.0, temperature: float = 1.0, norm: str = "l2") -> None:
-        self.step, self.temperature, self.norm = _check_ods(step, temperature, norm)
-
-    def draw(self, n: int, shape: tuple[int, ...], num_teachers: int, num_classes: int,
-             generator: torch.Generator, *, dtype: torch.dtype, device: Any) -> dict[str, Tensor]:  # fmt: skip
-        """As :meth:`ODSPerturbation.draw`."""
-        return _ods_draw(n, num_teachers, num_classes, generator, dtype, device, f"{type(self).__name__}.draw")
 
     def perturb(self, x: Tensor, teachers: Sequence[nn.Module], draws: Mapping[str, Tensor]) -> Tensor:
         """``clip(x + eta c d, 0, 1)``."""
