@@ -92,8 +92,9 @@ def _is_classifier_run(path: str) -> bool:
     return isinstance(config, dict) and config.get("name") in CLASSIFIERS
 
 
-def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
-    from genflow.classify import train_recipe
+def _prepare_recipe_run(recipe: Any, args: argparse.Namespace) -> None:
+    """Before a classifier or bridge recipe trains: its plugins imported, ``--tensorboard`` applied, ``--out``
+    checked writable."""
     from genflow.outputs import check_writable_folder
     from genflow.plugins import import_plugins
 
@@ -101,6 +102,12 @@ def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
     if args.tensorboard:
         recipe.config["trainer"]["tensorboard"] = True
     check_writable_folder(args.run_dir, "--out")
+
+
+def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
+    from genflow.classify import train_recipe
+
+    _prepare_recipe_run(recipe, args)
     result = train_recipe(recipe, out_dir=args.run_dir, progress=not args.no_progress)
     members = len(result.seconds)
     print(f"trained {members} classifier(s), {recipe.config['trainer'].get('steps', 1000)} steps each, "
@@ -110,13 +117,8 @@ def _train_classifier(recipe: Any, args: argparse.Namespace) -> int:
 
 def _train_bridge(recipe: Any, args: argparse.Namespace) -> int:
     from genflow.bridge.recipe import train_bridge_recipe
-    from genflow.outputs import check_writable_folder
-    from genflow.plugins import import_plugins
 
-    import_plugins(recipe.plugins)
-    if args.tensorboard:
-        recipe.config["trainer"]["tensorboard"] = True
-    check_writable_folder(args.run_dir, "--out")
+    _prepare_recipe_run(recipe, args)
     results = train_bridge_recipe(recipe, out_dir=args.run_dir, progress=not args.no_progress)
     students = sum(r.one_step is not None for r in results)
     print(f"trained {len(results)} bridge(s) and {students} one-step student(s), "
