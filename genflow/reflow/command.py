@@ -94,6 +94,7 @@ def _rank() -> tuple[int, int]:
 def run_pairs(args: argparse.Namespace) -> int:
     """The ``genflow reflow pairs`` command."""
     from genflow.cli import _json_argument
+    from genflow.outputs import check_writable_folder
     from genflow.pipeline import load_trained
     from genflow.reflow.pairs import PairGenerator
 
@@ -106,6 +107,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         solver = {"name": args.solver, **_json_argument(args.solver_args, "--solver-args", dict)}
     elif args.solver_args != "{}":
         raise ConfigError("--solver-args needs --solver (the default solver is dopri5 with rtol = atol = 1e-4)")
+    check_writable_folder(args.out, "--out")
     rank, world = _rank()
     process, teacher = load_trained(args.checkpoint)
     teacher = teacher.to(_device(args.device))

@@ -86,6 +86,9 @@ def test_bad_arguments_are_one_line_errors(teacher_run, tmp_path, capsys, monkey
     assert _pairs(teacher_run, tmp_path / "y") == EXIT_ERROR
     assert "RANK and WORLD_SIZE must be integers" in capsys.readouterr().err
     monkeypatch.delenv("RANK")
+    (tmp_path / "a_file").write_text("")
+    assert _pairs(teacher_run, tmp_path / "a_file") == EXIT_ERROR
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "a_file").read_text()
     with pytest.raises(ConfigError, match="no saved recipe.yaml"):
         training_data(tmp_path)
 
