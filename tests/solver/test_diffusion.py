@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 import genflow as gf
 from genflow.errors import ComponentError, ConfigError, TimeGridError
+from genflow.metrics.distribution import sliced_wasserstein
 from genflow.sampling import ModelDenoiser
 from genflow.solver.diffusion import SamplerRun
 from genflow.solver.grid_schedule import GridPredictor, GridSchedule
@@ -147,14 +150,18 @@ def test_dpm_solver_order_one_is_deterministic_ddim():
     assert torch.allclose(run(gf.DDIM(eta=0.0)).samples, run(gf.DPMSolverPP(order=1)).samples, atol=1e-9)
 
 
+@pytest.mark.parametrize("lower_order_final", [False, True])
 @pytest.mark.parametrize("order", [1, 2, 3])
-def test_dpm_solver_converges_at_its_order(order):
-    """Global error against the probability-flow ODE solved to 1e-11 from the same prior draws."""
+def test_dpm_solver_converges_at_its_order(order, lower_order_final):
+    """Global error against the probability-flow ODE solved to 1e-11 from the same prior draws; with the default
+    order rules too, on the log-SNR grid (the per-sample checks fade as steps shrink; on the uniform grid the
+    step-ratio rule makes the last, longest steps in lambda first order, so 2M's measured order there is 1.4)."""
     process = gf.VPProcess()
     model = GaussianMixtureScore(MIXTURE, process)
     denoiser = ModelDenoiser(process, model)
     x = process.prior((256, 2), torch.Generator().manual_seed(4), dtype=torch.float64)
-    sampler = gf.Sampler(process, model, gf.DPMSolverPP(order=order, lower_order_final=False))
+    solver = gf.DPMSolverPP(order=order, lower_order_final=lower_order_final)
+    sampler = gf.Sampler(process, model, solver, grid="logsnr" if lower_order_final else None)
     steps, errors = [40, 80, 160, 320], []
     ref_solver = gf.SOLVERS.create("dopri5", rtol=1e-11, atol=1e-11)
     for n in steps:
@@ -300,25 +307,105 @@ def test_grid_predictions_equal_the_denoisers(parameterization):
     assert predictor.calls == 7 and denoiser.calls == 14
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("grid", ["uniform", "quadratic", "logsnr"])
-@pytest.mark.parametrize("order", [2, 3])
-def test_dpm_solver_error_does_not_rise_when_a_step_is_added(grid, order):
-    """Error on the exact mixture from discrete betas, 10-20 steps, against a 500-step 3M run from the same draws.
-
-    The uniform grid's last step in lambda is many times the one before it; from 15 steps on
-    (where the short-run lower-order ending stops) 3M extrapolated over it and the error jumped
-    from 0.11 to 2.0. The step-ratio rule lowers the order there.
-    """
+def _mixture_from_betas(n: int):
+    """The exact mixture on a VP process from 1000 discrete betas, n prior draws, and their 500-step 3M solution."""
     process = gf.VPProcess.from_betas(torch.linspace(1e-4, 0.02, 1000))
     denoiser = ModelDenoiser(process, GaussianMixtureScore(MIXTURE, process))
-    x = process.prior((400, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = process.prior((n, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
     ref = gf.DPMSolverPP(order=3).solve(denoiser, x, gf.TIME_GRIDS.create("logsnr")(process, 500)).x
-    solver, make_grid = gf.DPMSolverPP(order=order), gf.TIME_GRIDS.create(grid)
-    errors = [float((solver.solve(denoiser, x, make_grid(process, n)).x - ref).norm(dim=1).pow(2).mean().sqrt())
-              for n in range(10, 21)]  # fmt: skip
-    rises = [(n, b - a) for n, a, b in zip(range(11, 21), errors, errors[1:], strict=False) if b > a + 0.01]
-    assert not rises, f"error rose when a step was added (steps, rise): {rises}; errors {errors}"
+    return process, denoiser, x, ref
+
+
+def _sliced_error(out, ref) -> float:
+    return float(sliced_wasserstein(out, ref, generator=torch.Generator().manual_seed(3), projections=64))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_dpm_solver_error_does_not_rise_when_a_step_is_added(order):
+    """Sliced W2 to the exact probability-flow solution of the same 2000 draws, 5-20 steps, every registered grid.
+
+    Measurement noise here is below 0.01 (same draws, same directions). Before the per-sample rules 2M rose
+    on the Karras grid from 8 to 9 steps and 3M from 10 to 11 (+0.12); the uniform grid's last step jumped 3M's
+    error from 0.11 to 2.0 at 15 steps before the step-ratio rule. The one rise left, log-SNR 5 -> 6 (+0.03), is
+    the grid's own for 2M's orders (``test_log_snr_rise_from_five_to_six_steps_is_the_grids``); 3M takes the same
+    orders there, its steps of 1.6 in lambda being over the third-order cap.
+    """
+    process, denoiser, x, ref = _mixture_from_betas(2000)
+    solver, steps = gf.DPMSolverPP(order=order), range(5, 21)
+    rises = []
+    for grid in gf.TIME_GRIDS.names():
+        make_grid = gf.TIME_GRIDS.create(grid)
+        errors = [_sliced_error(solver.solve(denoiser, x, make_grid(process, n)).x, ref) for n in steps]
+        rises += [(grid, n, round(b - a, 3)) for n, a, b in zip(steps[1:], errors, errors[1:], strict=False)
+                  if b > a + 0.01 and (order == 1 or (grid, n) != ("logsnr", 6))]  # fmt: skip
+    assert not rises, f"error rose when a step was added (grid, steps, rise): {rises}"
+
+
+@pytest.mark.slow
+def test_log_snr_rise_from_five_to_six_steps_is_the_grids():
+    """No plan of 2M's orders on the 6-step log-SNR grid (all 16 of orders 1-2, first and last step first order)
+    reaches the 5-step grid's error: the rise comes from where the grid's points fall, not from the orders chosen.
+    (Some plans with third-order steps over its h = 1.6 do; docs/benchmarks/dpm_solver_steps.md lists them.)"""
+    process, denoiser, x, ref = _mixture_from_betas(2000)
+    make_grid = gf.TIME_GRIDS.create("logsnr")
+    five = _sliced_error(gf.DPMSolverPP(order=2).solve(denoiser, x, make_grid(process, 5)).x, ref)
+
+    class FixedPlan(gf.DPMSolverPP3M):
+        plan: tuple[int, ...] = ()
+
+        def step_orders(self, schedule):
+            return list(self.plan)
+
+    best = math.inf
+    for middle in itertools.product((1, 2), repeat=4):
+        solver = FixedPlan(lower_order_final=False)
+        solver.plan = (1, *middle, 1)
+        best = min(best, _sliced_error(solver.solve(denoiser, x, make_grid(process, 6)).x, ref))
+    assert best > five + 0.02, (best, five)
+
+
+class _RelaxingPrediction:
+    """``x0_hat = exp(-c lambda)`` per sample whatever the state, so the probability-flow solution is closed-form:
+    ``x_s = (sigma_s / sigma_t) x_t + sigma_s (e^{(1-c) lambda_s} - e^{(1-c) lambda_t}) / (1 - c)``."""
+
+    def __init__(self, process, c: Tensor) -> None:
+        self.process, self.c = process, c
+
+    def predict(self, x, t):
+        x0 = torch.exp(-self.c * self.process.log_snr(t).view(-1, 1))
+        return x0, (x - self.process.alpha(t).view(-1, 1) * x0) / self.process.sigma(t).view(-1, 1)
+
+    def exact(self, x, lam_start: float, lam_end: float):
+        s0, s1 = (self.process.sigma(self.process.t_from_log_snr(torch.tensor(v, dtype=torch.float64)))
+                  for v in (lam_start, lam_end))  # fmt: skip
+        c = self.c
+        return (s1 / s0) * x + s1 * (math.exp(lam_end) ** (1 - c) - math.exp(lam_start) ** (1 - c)) / (1 - c)
+
+
+def test_dpm_solver_second_order_step_is_first_order_where_the_prediction_relaxes_fast():
+    """Steps of 1 in lambda. Decay rate c = 2 (as near the data, x0_hat - limit ~ sigma^2 / alpha^2): the linear
+    extrapolation overshoots, and the rule (first order where c h > 1) has a quarter of the plain 2M's error
+    and less than first order throughout. c = 0.5 and a growing c = -1: the rule leaves 2M unchanged. Decisions
+    are per sample: a batch mixing all three gives each sample's own result."""
+    process = gf.VPProcess()
+    lam = torch.linspace(0.0, 8.0, 9, dtype=torch.float64)
+    ts = process.t_from_log_snr(lam)
+    plain = gf.DPMSolverPP(order=2)
+    plain.max_second_order_decay = math.inf
+    ruled, first = gf.DPMSolverPP(order=2), gf.DPMSolverPP(order=1)
+    c = torch.tensor([[2.0], [0.5], [-1.0]], dtype=torch.float64)
+    x = torch.zeros(3, 1, dtype=torch.float64)
+    batch = _RelaxingPrediction(process, c)
+    exact = batch.exact(x, 0.0, 8.0)
+    err = {name: (s.solve(batch, x, ts).x - exact).abs().flatten() for name, s in
+           [("plain", plain), ("ruled", ruled), ("first", first)]}  # fmt: skip
+    assert err["ruled"][0] < 0.25 * err["plain"][0] and err["ruled"][0] < err["first"][0], err
+    assert torch.equal(err["ruled"][1:], err["plain"][1:]), err
+    together = ruled.solve(batch, x, ts).x
+    for i in range(3):
+        alone = ruled.solve(_RelaxingPrediction(process, c[i : i + 1]), x[i : i + 1], ts).x
+        assert torch.equal(alone, together[i : i + 1])
 
 
 @pytest.mark.slow
@@ -340,5 +427,6 @@ def test_dpm_solver_3m_is_no_worse_than_2m_at_few_steps(grid):
         assert e3 <= 1.25 * e2 + 0.02, f"{grid}, {n} steps: 3M error {e3:.3f} against 2M's {e2:.3f}"
     capped = gf.DPMSolverPP(order=3)
     capped.max_third_order_step = float("inf")  # the uncapped 3M shows the failure this test guards against
+    capped.max_third_order_ratio = float("inf")  # (the per-sample convergence check alone also prevents it)
     ts = gf.TIME_GRIDS.create("logsnr")(process, 6)
     assert float((capped.solve(denoiser, x, ts).x - ref).norm(dim=1).pow(2).mean().sqrt()) > 0.8
