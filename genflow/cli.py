@@ -274,6 +274,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_bridge(args)
 
     if args.robustness:
+        checkpoint_step(args.checkpoint)  # a missing checkpoint is named as such (CheckpointError), not as a wrong kind
         raise ConfigError(f"--robustness attacks a classifier or ensemble run; {args.checkpoint} is not one")
     check_fd_sample_count(args.n, "--n")
     if args.solvers:

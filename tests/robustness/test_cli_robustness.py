@@ -39,3 +39,9 @@ def test_budgets_and_attack_set():
     assert x.shape == (20, 1, 8, 8) and torch.equal(torch.bincount(y), torch.full((10,), 2))
     with pytest.raises(AttackConfigError, match="multiple of 10"):
         digits_attack_set(15)
+
+
+def test_robustness_on_a_missing_run_says_it_is_missing(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--robustness"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint found at" in err and "classifier" not in err
