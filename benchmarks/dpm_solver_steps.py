@@ -7,7 +7,7 @@ Wasserstein-2 distance (128 fixed directions) between the sampler's output and
 the exact probability-flow pushforward of the same prior draws (DPM-Solver++(3M),
 500 steps on the log-SNR grid), so the sampling noise of a "truth" sample
 cancels; repeated runs agree to well under 0.01. Orders 2 and 3 on every
-registered grid at 5 to 20 steps: with the defaults, without the per-sample rules
+registered grid at 5 to 20 steps (``--steps``): with the defaults, without the per-sample rules
 (``max_second_order_decay`` and ``max_third_order_ratio`` set to infinity: the
 rules up to stop 15), and for 3M also without the third-order step cap. A cell
 in bold is a rise over the previous step count by more than 0.01. Then an

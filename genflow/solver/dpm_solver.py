@@ -90,7 +90,7 @@ class DPMSolverPP(DiffusionSampler):
     """
 
     order: ClassVar[int] = 2  # the family's default member; each leaf declares its own order
-    default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md (1 and 2M: uniform; 3M: logsnr)
+    default_grid = "uniform"  # measured: docs/benchmarks/default_grids.md (1, 2M and 3M: uniform)
     max_step_ratio: ClassVar[float] = 2.0
     max_third_order_step: ClassVar[float] = 1.0
     max_second_order_decay: ClassVar[float] = 1.0
@@ -235,7 +235,6 @@ class DPMSolverPP3M(DPMSolverPP):
     """DPM-Solver++(3M) with the consistent second divided difference."""
 
     order = 3
-    default_grid = "logsnr"
 
 
 _LEAVES: dict[int, type[DPMSolverPP]] = {1: DPMSolverPP1, 2: DPMSolverPP2M, 3: DPMSolverPP3M}
