@@ -80,13 +80,17 @@ class FixedPlan(gf.DPMSolverPP3M):
         return list(self.plan)
 
 
+def distance(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Sliced W2 over 128 fixed directions."""
+    return float(sliced_wasserstein(out.double(), ref, generator=torch.Generator().manual_seed(3), projections=128))
+
+
 def measure(solver, process, denoiser, x, ref, grid: str, steps: int) -> float | None:
     try:
         ts = gf.TIME_GRIDS.create(grid)(process, steps)
     except GenflowError:
         return None
-    out = solver.solve(denoiser, x, ts).x
-    return float(sliced_wasserstein(out, ref, generator=torch.Generator().manual_seed(3), projections=128))
+    return distance(solver.solve(denoiser, x, ts).x, ref)
 
 
 def peer_errors(process, model, x, ref, steps: list[int]) -> list[float] | None:
@@ -104,8 +108,7 @@ def peer_errors(process, model, x, ref, steps: list[int]) -> list[float] | None:
         for timestep in scheduler.timesteps:
             t = ((timestep + 1) / 1000.0).to(torch.float64).expand(y.shape[0])  # genflow's time of that index
             y = scheduler.step(model(y, t), timestep, y).prev_sample
-        errors.append(float(sliced_wasserstein(y.double(), ref, generator=torch.Generator().manual_seed(3),
-                                               projections=128)))  # fmt: skip
+        errors.append(distance(y, ref))
     return errors
 
 
@@ -120,9 +123,7 @@ def plan_search(process, denoiser, x, ref) -> list[str]:
             continue
         solver = FixedPlan(lower_order_final=False)
         solver.plan = plan
-        out = solver.solve(denoiser, x, ts).x
-        found.append((float(sliced_wasserstein(out, ref, generator=torch.Generator().manual_seed(3), projections=128)),
-                      plan))  # fmt: skip
+        found.append((distance(solver.solve(denoiser, x, ts).x, ref), plan))
     found.sort()
     uncapped = measure(variant(3, False, cap=False), process, denoiser, x, ref, "logsnr", 6)
     second = [(e, p) for e, p in found if max(p) <= 2]

@@ -60,9 +60,10 @@ class DPMSolverPP(DiffusionSampler):
       relaxing fast: when its last two changes (per unit ``lambda``) shrink by
       more than ``max_second_order_decay`` (1.0) e-folds over one step. Near the
       data ``x0_hat`` approaches its limit like ``exp(-2 lambda)``; for such a
-      decaying mode ``exp(-c lambda)`` the linear extrapolation errs more than
-      the constant one once ``c h`` exceeds about 1 (worked out for equal steps
-      in ``tests/solver/test_diffusion.py``).
+      decaying mode ``exp(-c lambda)`` and equal steps, a short calculation
+      puts the point where the linear extrapolation errs more than the constant
+      one near ``c h = 1``; ``tests/solver/test_diffusion.py`` checks the rule
+      through the solver at ``c h = 2`` (it helps) and ``0.5`` (it stays off).
     * A third-order step longer than ``min_checked_third_order_step`` (0.25)
       is kept for a sample only while its third-order correction is at most
       ``max_third_order_ratio`` (0.25) times its second-order one, i.e. while
@@ -75,15 +76,17 @@ class DPMSolverPP(DiffusionSampler):
       third order pays off for them (checked at every step, 3M's measured
       order at 40-320 steps fell from 3.0 to 2.4).
 
-    The decay check fades as steps shrink (the decay over a step scales with
-    ``h``), so both keep their order (``test_dpm_solver_converges_at_its_order``
-    runs with and without the rules); ``lower_order_final=False`` is the
+    Neither check costs the declared order as steps shrink: the decay over a
+    step scales with ``h``, and the ratio check stops below
+    ``min_checked_third_order_step`` (``test_dpm_solver_converges_at_its_order``
+    runs with and without the rules). ``lower_order_final=False`` is the
     paper's update with the warm-up only.
 
     Args:
         order: 1 (equals deterministic DDIM), 2 (2M, the default) or 3 (3M); a leaf built
             directly has its own.
-        lower_order_final: Lower the order at the end of short runs and where the step grows fast.
+        lower_order_final: Lower the order at the end of short runs and where the step grows fast, and
+            apply the per-sample checks; ``False`` runs the paper's update (warm-up only).
 
     Raises:
         ConfigError: ``order`` not 1, 2 or 3, or not the order of the leaf built directly.
@@ -149,14 +152,13 @@ class DPMSolverPP(DiffusionSampler):
         change = history[-1] - history[-2]  # the latest change of x0_hat, over the previous step
         r0 = (lam[k] - lam[k - 1]) / h
         second_order = torch.add(base, change, alpha=-0.5 * a_s * phi1 / r0)  # 2M: D1 = change / r0
-        if not self.lower_order_final:
-            if order == 2 or len(history) < 3:
-                return second_order
-            return self._third_order(base, history, k, sch, r0)
-        change_norm = plan.remember_change_norm(k, change)
-        if len(history) < 3:
+        checks = self.lower_order_final
+        change_norm = plan.remember_change_norm(k, change) if checks else None
+        if len(history) < 3 or (order == 2 and not checks):
             return second_order
         r1 = (lam[k - 1] - lam[k - 2]) / h
+        if not checks:
+            return _third_order(base, change, history, h, a_s, r0, r1)
         lowered = second_order
         if math.isfinite(self.max_second_order_decay):
             # decay over the step: log(|D1_old| / |D1_new|) / ((r0 + r1) / 2) with D1 = change / r, compared
@@ -167,7 +169,7 @@ class DPMSolverPP(DiffusionSampler):
             lowered = torch.where(decaying.view(_per_sample(x)), base, second_order)
         if order == 2:
             return lowered
-        third_order = self._third_order(base, history, k, sch, r0)
+        third_order = _third_order(base, change, history, h, a_s, r0, r1)
         if h <= self.min_checked_third_order_step:
             return third_order
         # |second_order - base| = |a_s phi1 / 2| |change| / r0: the check costs one more norm
@@ -175,19 +177,17 @@ class DPMSolverPP(DiffusionSampler):
         converging = _norms(third_order - second_order) <= self.max_third_order_ratio * second_correction
         return torch.where(converging.view(_per_sample(x)), third_order, lowered)
 
-    @staticmethod
-    def _third_order(base: Tensor, history: list[Tensor], k: int, sch: GridSchedule, r0: float) -> Tensor:
-        lam = sch.log_snr
-        h = lam[k + 1] - lam[k]
-        a_s, phi1 = sch.alpha[k + 1], math.expm1(-h)
-        phi2 = phi1 / h + 1.0
-        phi3 = phi2 / h - 0.5
-        r1 = (lam[k - 1] - lam[k - 2]) / h
-        d1_0 = (history[-1] - history[-2]) / r0
-        d1_1 = (history[-2] - history[-3]) / r1
-        # D1 ~ h x0'(lambda) = d1_0 + r0/(r0+r1) (d1_0 - d1_1); D2 ~ h^2 x0'' = 2 (d1_0 - d1_1)/(r0+r1)
-        second = (d1_0 - d1_1) / (r0 + r1)
-        return base + (a_s * phi2) * d1_0 + (a_s * (phi2 * r0 - 2.0 * phi3)) * second
+
+def _third_order(
+    base: Tensor, change: Tensor, history: list[Tensor], h: float, a_s: float, r0: float, r1: float
+) -> Tensor:
+    """The 3M update from the first-order ``base`` and the last two changes of ``x0_hat`` (``r`` = step ratios)."""
+    phi2 = math.expm1(-h) / h + 1.0
+    phi3 = phi2 / h - 0.5
+    d1_0, d1_1 = change / r0, (history[-2] - history[-3]) / r1
+    # D1 ~ h x0'(lambda) = d1_0 + r0/(r0+r1) (d1_0 - d1_1); D2 ~ h^2 x0'' = 2 (d1_0 - d1_1)/(r0+r1)
+    second = (d1_0 - d1_1) / (r0 + r1)
+    return base + (a_s * phi2) * d1_0 + (a_s * (phi2 * r0 - 2.0 * phi3)) * second
 
 
 @dataclass
